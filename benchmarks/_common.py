@@ -1,0 +1,456 @@
+"""Shared helpers for the fastrank benchmarks.
+
+This module is imported by the individual benchmark scripts in this folder
+(``train_throughput.py`` and later ones). It provides
+
+* thread/BLAS environment defaults (applied on import, *before* numpy is
+  imported, so that BLAS libraries pick them up),
+* dataset loaders (MovieLens 100k) and a seeded synthetic power-law
+  generator,
+* optional imports of fastrank and of the peer libraries (LightFM from
+  ``rectools-lightfm`` and ``implicit``) that degrade to ``None`` when a
+  library is missing,
+* timing helpers based on :func:`time.perf_counter`,
+* plain-text / markdown table formatting.
+
+It deliberately depends only on numpy and scipy, so the benchmarks can run
+in fastrank's own virtual environment as well as in ``.bench-venv``.
+"""
+
+from __future__ import annotations
+
+import os
+
+# BLAS thread pools must be limited before numpy/scipy are imported. Training
+# kernels of fastrank/LightFM/implicit do not use BLAS, but implicit warns
+# (and wastes time) when OpenBLAS runs multi-threaded, and a busy BLAS pool
+# would compete with the kernels on a small machine. OMP_NUM_THREADS is left
+# alone on purpose: the kernels' ``num_threads`` argument controls them.
+for _var in (
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+):
+    os.environ.setdefault(_var, "1")
+
+import importlib  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Callable, List, Optional, Sequence  # noqa: E402
+
+import numpy as np  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+
+#: Repository root (the parent of this ``benchmarks`` folder).
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+#: Shape of the MovieLens 100k rating matrix.
+ML100K_SHAPE = (943, 1682)
+
+
+# ---------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------
+
+
+def data_dir() -> Path:
+    """Return the folder that holds the benchmark data sets.
+
+    Returns
+    -------
+    pathlib.Path
+        ``$FASTRANK_DATA`` if that variable is set and non-empty, otherwise
+        ``../shared/data`` relative to the repository root.
+    """
+    env = os.environ.get("FASTRANK_DATA")
+    if env:
+        return Path(env).expanduser()
+    return (REPO_ROOT / ".." / "shared" / "data").resolve()
+
+
+def load_ml100k(
+    min_rating: float = 4.0,
+    path: Optional[os.PathLike] = None,
+    dtype=np.float32,
+) -> sp.coo_matrix:
+    """Load MovieLens 100k as a binary user x item positives matrix.
+
+    Parameters
+    ----------
+    min_rating : float, default 4.0
+        Ratings greater than or equal to this value are kept as positives;
+        all other ratings are dropped.
+    path : path-like, optional
+        Path of ``u.data``. Defaults to ``data_dir() / "ml-100k" / "u.data"``.
+    dtype : numpy dtype, default numpy.float32
+        dtype of the stored values (all equal to 1).
+
+    Returns
+    -------
+    scipy.sparse.coo_matrix
+        Matrix of shape ``(943, 1682)`` with value 1 at every positive
+        (user, item) pair; ids are converted from 1-based to 0-based.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``u.data`` cannot be found.
+    """
+    if path is None:
+        path = data_dir() / "ml-100k" / "u.data"
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"MovieLens 100k not found at {path}; set FASTRANK_DATA to the "
+            "folder that contains ml-100k/u.data"
+        )
+    raw = np.loadtxt(path, dtype=np.int64, delimiter="\t", ndmin=2)
+    users, items, ratings = raw[:, 0] - 1, raw[:, 1] - 1, raw[:, 2]
+    keep = ratings >= min_rating
+    users, items = users[keep], items[keep]
+    mat = sp.coo_matrix(
+        (np.ones(users.shape[0], dtype=dtype), (users.astype(np.int32), items.astype(np.int32))),
+        shape=ML100K_SHAPE,
+    )
+    mat.sum_duplicates()  # u.data has no duplicates; this also sorts row-major
+    mat.data[:] = 1
+    return mat
+
+
+def _power_law_probabilities(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
+    """Probabilities proportional to ``(rank + 1) ** -exponent``.
+
+    The ranks are randomly permuted over the ids so that popular ids are not
+    all clustered at the start of the id range.
+    """
+    weights = (np.arange(n, dtype=np.float64) + 1.0) ** (-float(exponent))
+    weights = weights[rng.permutation(n)]
+    return weights / weights.sum()
+
+
+def make_power_law(
+    n_users: int = 50_000,
+    n_items: int = 20_000,
+    n_interactions: int = 1_000_000,
+    item_exponent: float = 0.8,
+    user_exponent: float = 0.5,
+    seed: int = 42,
+    dtype=np.float32,
+) -> sp.coo_matrix:
+    """Generate a synthetic implicit-feedback matrix with power-law marginals.
+
+    Users and items are drawn independently; item ``i`` of popularity rank
+    ``r_i`` has probability proportional to ``(r_i + 1) ** -item_exponent``
+    and users likewise with ``user_exponent``. Duplicate (user, item) pairs
+    are discarded and sampling continues until exactly ``n_interactions``
+    unique pairs exist (the first unique pairs in sampling order are kept,
+    so the result is fully determined by ``seed``).
+
+    Parameters
+    ----------
+    n_users, n_items : int
+        Matrix shape.
+    n_interactions : int
+        Number of unique positive entries. Must be well below
+        ``n_users * n_items``.
+    item_exponent : float, default 0.8
+        Power-law exponent of item popularity.
+    user_exponent : float, default 0.5
+        Power-law exponent of user activity (milder than the item one so
+        the most active user does not saturate the item catalogue).
+    seed : int, default 42
+        Seed of the :class:`numpy.random.Generator`.
+    dtype : numpy dtype, default numpy.float32
+        dtype of the stored values (all equal to 1).
+
+    Returns
+    -------
+    scipy.sparse.coo_matrix
+        Binary matrix of shape ``(n_users, n_items)`` with exactly
+        ``n_interactions`` entries, in row-major (user, item) order.
+    """
+    total = int(n_users) * int(n_items)
+    if not 0 < n_interactions <= total // 2:
+        raise ValueError("n_interactions must be positive and at most half of the matrix")
+    rng = np.random.default_rng(seed)
+    p_user = _power_law_probabilities(n_users, user_exponent, rng)
+    p_item = _power_law_probabilities(n_items, item_exponent, rng)
+
+    keys = np.empty(0, dtype=np.int64)
+    while True:
+        missing = n_interactions - keys.shape[0]
+        batch = int(missing * 1.3) + 1024
+        u = rng.choice(n_users, size=batch, p=p_user)
+        i = rng.choice(n_items, size=batch, p=p_item)
+        keys = np.concatenate([keys, u.astype(np.int64) * n_items + i])
+        # first occurrence of every key, in sampling order
+        _, first = np.unique(keys, return_index=True)
+        keys = keys[np.sort(first)]
+        if keys.shape[0] >= n_interactions:
+            keys = keys[:n_interactions]
+            break
+
+    keys.sort()
+    rows = (keys // n_items).astype(np.int32)
+    cols = (keys % n_items).astype(np.int32)
+    data = np.ones(n_interactions, dtype=dtype)
+    return sp.coo_matrix((data, (rows, cols)), shape=(n_users, n_items))
+
+
+def describe_matrix(mat: sp.spmatrix) -> str:
+    """One-line summary (shape, nnz, density, user/item activity) of a matrix.
+
+    Parameters
+    ----------
+    mat : scipy.sparse matrix
+        Interaction matrix (users x items).
+
+    Returns
+    -------
+    str
+        Human readable description.
+    """
+    csr = sp.csr_matrix(mat)
+    per_user = np.diff(csr.indptr)
+    per_item = np.bincount(csr.indices, minlength=csr.shape[1])
+    return (
+        f"{csr.shape[0]} users x {csr.shape[1]} items, nnz={csr.nnz:,} "
+        f"(density {csr.nnz / (csr.shape[0] * csr.shape[1]):.2e}); "
+        f"users with >=1 positive: {(per_user > 0).sum():,}, "
+        f"max/user {per_user.max():,}, max/item {per_item.max():,}"
+    )
+
+
+# ---------------------------------------------------------------------------
+# Optional imports
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class OptionalModule:
+    """Result of :func:`try_import`.
+
+    Attributes
+    ----------
+    name : str
+        Import name.
+    module : module or None
+        The module, or None when it could not be imported.
+    error : str
+        Why the import failed ("" on success).
+    """
+
+    name: str
+    module: object = None
+    error: str = ""
+
+    @property
+    def available(self) -> bool:
+        """True when the module was imported."""
+        return self.module is not None
+
+    @property
+    def status(self) -> str:
+        """"ok", "not installed" (module absent) or "import failed" (present but broken)."""
+        if self.module is not None:
+            return "ok"
+        top = self.name.split(".")[0]
+        if self.error.startswith(("ModuleNotFoundError: No module named '%s'" % top,
+                                  "ModuleNotFoundError: No module named '%s'" % self.name)):
+            return "not installed"
+        return "import failed"
+
+    @property
+    def version(self) -> str:
+        """``__version__`` of the module, or its :attr:`status` when missing."""
+        if self.module is None:
+            return self.status
+        return str(getattr(self.module, "__version__", "unknown"))
+
+
+def try_import(name: str) -> OptionalModule:
+    """Import a module by name without failing when it is missing or broken.
+
+    Parameters
+    ----------
+    name : str
+        Dotted module name.
+
+    Returns
+    -------
+    OptionalModule
+        Holder for the module or the import error message.
+    """
+    try:
+        return OptionalModule(name, importlib.import_module(name))
+    except Exception as exc:  # ImportError, or a broken compiled extension
+        return OptionalModule(name, None, f"{type(exc).__name__}: {exc}")
+
+
+def environment_summary(modules: Sequence[OptionalModule] = ()) -> List[str]:
+    """Lines describing interpreter, CPU and library versions.
+
+    Parameters
+    ----------
+    modules : sequence of OptionalModule
+        Libraries whose versions are reported in addition to numpy/scipy.
+
+    Returns
+    -------
+    list of str
+    """
+    import scipy
+
+    lines = [
+        f"python {platform.python_version()} ({platform.machine()}), "
+        f"os.cpu_count()={os.cpu_count()}, "
+        f"usable cpus={len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'}",
+        f"cpu: {_cpu_model()}",
+        f"numpy {np.__version__}, scipy {scipy.__version__}",
+    ]
+    for mod in modules:
+        lines.append(f"{mod.name} {mod.version}")
+    return lines
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+# ---------------------------------------------------------------------------
+# Timing
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Timing:
+    """Wall-clock times of repeated calls of one benchmark step.
+
+    Attributes
+    ----------
+    seconds : list of float
+        Duration of each timed call (warm-up calls excluded).
+    warmup_seconds : list of float
+        Duration of each warm-up call.
+    """
+
+    seconds: List[float] = field(default_factory=list)
+    warmup_seconds: List[float] = field(default_factory=list)
+
+    @property
+    def best(self) -> float:
+        """Shortest timed call."""
+        return min(self.seconds)
+
+    @property
+    def median(self) -> float:
+        """Median timed call."""
+        return statistics.median(self.seconds)
+
+    def stat(self, name: str) -> float:
+        """Return ``best`` or ``median`` by name."""
+        if name == "best":
+            return self.best
+        if name == "median":
+            return self.median
+        raise ValueError(f"unknown statistic {name!r}")
+
+
+def time_repeated(fn: Callable[[], object], repeats: int, warmup: int = 1) -> Timing:
+    """Time ``fn()`` with :func:`time.perf_counter`.
+
+    Parameters
+    ----------
+    fn : callable
+        Zero-argument callable, e.g. one training epoch.
+    repeats : int
+        Number of timed calls (at least 1).
+    warmup : int, default 1
+        Number of untimed calls made first (their durations are still
+        recorded in ``Timing.warmup_seconds``).
+
+    Returns
+    -------
+    Timing
+    """
+    if repeats < 1:
+        raise ValueError("repeats must be >= 1")
+    timing = Timing()
+    for _ in range(warmup):
+        t0 = time.perf_counter()
+        fn()
+        timing.warmup_seconds.append(time.perf_counter() - t0)
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        timing.seconds.append(time.perf_counter() - t0)
+    return timing
+
+
+# ---------------------------------------------------------------------------
+# Output
+# ---------------------------------------------------------------------------
+
+
+def fmt_rate(value: Optional[float]) -> str:
+    """Format a throughput (items per second) with thousands separators."""
+    if value is None:
+        return "-"
+    return f"{value:,.0f}"
+
+
+def fmt_ratio(value: Optional[float]) -> str:
+    """Format a ratio such as a speed-up (``1.23x``)."""
+    if value is None:
+        return "-"
+    return f"{value:.2f}x"
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], markdown: bool = False) -> str:
+    """Render rows as an aligned plain-text or GitHub markdown table.
+
+    Parameters
+    ----------
+    headers : sequence of str
+        Column titles.
+    rows : sequence of sequences
+        Cell values (converted with ``str``).
+    markdown : bool, default False
+        Emit a GitHub-flavoured markdown table instead of plain text.
+        Columns other than the first two are right-aligned.
+
+    Returns
+    -------
+    str
+    """
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for j, c in enumerate(row):
+            widths[j] = max(widths[j], len(c))
+
+    def align(j: int, text: str) -> str:
+        return text.ljust(widths[j]) if j < 2 else text.rjust(widths[j])
+
+    if markdown:
+        sep = ["-" * max(3, w - 1) + (":" if j >= 2 else "-") for j, w in enumerate(widths)]
+        lines = ["| " + " | ".join(align(j, h) for j, h in enumerate(headers)) + " |"]
+        lines.append("| " + " | ".join(sep) + " |")
+        lines += ["| " + " | ".join(align(j, c) for j, c in enumerate(row)) + " |" for row in cells]
+    else:
+        lines = ["  ".join(align(j, h) for j, h in enumerate(headers))]
+        lines.append("  ".join("-" * w for w in widths))
+        lines += ["  ".join(align(j, c) for j, c in enumerate(row)) for row in cells]
+    return "\n".join(lines)

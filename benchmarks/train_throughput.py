@@ -1,0 +1,364 @@
+#!/usr/bin/env python
+"""Training-throughput benchmark: fastrank vs LightFM vs implicit.
+
+In one run this script
+
+1. trains fastrank and LightFM (package ``rectools-lightfm``, imported as
+   ``lightfm``) with identical settings (``no_components=64``,
+   ``learning_rate=0.05``, default adagrad schedule, one thread, fixed
+   ``random_state``) for every requested loss and reports training
+   throughput in positives per second;
+2. compares fastrank's BPR with implicit's CPU BPR;
+3. measures fastrank's thread scaling (default 1 and 2 threads).
+
+Throughput is ``nnz / epoch_seconds`` where ``nnz`` is the number of positive
+interactions in the training matrix and ``epoch_seconds`` the wall time
+(``time.perf_counter``) of one ``fit_partial(interactions, epochs=1,
+num_threads=T)`` call. Every model gets one untimed warm-up epoch first,
+then ``--epochs`` timed epochs, summarised by ``--stat`` (best or median).
+
+Peers that are not installed are reported as "not installed", so the script
+also runs in fastrank's own virtual environment. The side-by-side run needs
+the peer environment created by ``benchmarks/make_peer_venv.sh``::
+
+    .bench-venv/bin/python benchmarks/train_throughput.py
+    .bench-venv/bin/python benchmarks/train_throughput.py --datasets ml100k --markdown
+
+Data: MovieLens 100k from ``$FASTRANK_DATA/ml-100k/u.data`` (else
+``../shared/data/ml-100k/u.data`` relative to the repository root), ratings
+>= 4 as positives; and a seeded synthetic power-law matrix (50,000 users x
+20,000 items x 1,000,000 unique positives by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as C  # noqa: E402  (sets BLAS thread env vars before numpy)
+
+import scipy.sparse as sp  # noqa: E402
+
+ALL_LOSSES = ("warp", "bpr", "warp-kos", "logistic")
+ALL_DATASETS = ("ml100k", "synthetic")
+
+NO_COMPONENTS = 64
+LEARNING_RATE = 0.05
+
+
+def _csv(value: str) -> List[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """Parse the command line.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments (defaults to ``sys.argv[1:]``).
+
+    Returns
+    -------
+    argparse.Namespace
+    """
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--datasets", type=_csv, default=list(ALL_DATASETS),
+                   help="comma-separated subset of: " + ",".join(ALL_DATASETS))
+    p.add_argument("--losses", type=_csv, default=list(ALL_LOSSES),
+                   help="comma-separated subset of: " + ",".join(ALL_LOSSES))
+    p.add_argument("--epochs", type=int, default=3,
+                   help="timed epochs per model (after one warm-up epoch)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed warm-up epochs per model")
+    p.add_argument("--stat", choices=("best", "median"), default="median",
+                   help="how the timed epochs are summarised")
+    p.add_argument("--threads", type=lambda s: [int(x) for x in _csv(s)], default=[1, 2],
+                   help="fastrank thread counts for the scaling table (first is the baseline)")
+    p.add_argument("--scaling-datasets", type=_csv, default=["synthetic"],
+                   help="datasets used for the thread-scaling table")
+    p.add_argument("--seed", type=int, default=42, help="random_state of every model")
+    p.add_argument("--data-seed", type=int, default=42, help="seed of the synthetic generator")
+    p.add_argument("--synthetic-users", type=int, default=50_000)
+    p.add_argument("--synthetic-items", type=int, default=20_000)
+    p.add_argument("--synthetic-nnz", type=int, default=1_000_000)
+    p.add_argument("--skip-fastrank", action="store_true", help="do not run fastrank")
+    p.add_argument("--skip-lightfm", action="store_true", help="do not run LightFM")
+    p.add_argument("--skip-implicit", action="store_true", help="do not run implicit")
+    p.add_argument("--skip-scaling", action="store_true", help="do not run the thread-scaling table")
+    p.add_argument("--markdown", action="store_true", help="print markdown tables")
+    p.add_argument("--json", type=Path, default=None, help="also write raw timings to this JSON file")
+    p.add_argument("--quiet", action="store_true", help="no per-measurement progress on stderr")
+    args = p.parse_args(argv)
+
+    bad = [d for d in args.datasets + args.scaling_datasets if d not in ALL_DATASETS]
+    if bad:
+        p.error(f"unknown dataset(s) {bad}; choose from {ALL_DATASETS}")
+    bad = [x for x in args.losses if x not in ALL_LOSSES]
+    if bad:
+        p.error(f"unknown loss(es) {bad}; choose from {ALL_LOSSES}")
+    if args.epochs < 1 or args.warmup < 0:
+        p.error("--epochs must be >= 1 and --warmup >= 0")
+    if not args.threads or min(args.threads) < 1:
+        p.error("--threads needs positive integers")
+    return args
+
+
+# ---------------------------------------------------------------------------
+# Model factories: each returns a zero-argument "run one epoch" callable
+# ---------------------------------------------------------------------------
+
+
+def fastrank_epoch(mod, loss: str, seed: int, interactions: sp.coo_matrix, threads: int) -> Callable[[], None]:
+    """Build a fresh fastrank model and return a one-epoch training step."""
+    model = mod.FastRank(no_components=NO_COMPONENTS, loss=loss,
+                         learning_rate=LEARNING_RATE, random_state=seed)
+    schedule = getattr(model, "learning_schedule", "adagrad")
+    if schedule != "adagrad":
+        raise RuntimeError(f"fastrank default learning_schedule is {schedule!r}, expected 'adagrad'")
+
+    def step() -> None:
+        model.fit_partial(interactions, epochs=1, num_threads=threads)
+
+    return step
+
+
+def lightfm_epoch(mod, loss: str, seed: int, interactions: sp.coo_matrix, threads: int) -> Callable[[], None]:
+    """Build a fresh LightFM model and return a one-epoch training step."""
+    model = mod.LightFM(no_components=NO_COMPONENTS, loss=loss, learning_rate=LEARNING_RATE,
+                        learning_schedule="adagrad", random_state=seed)
+
+    def step() -> None:
+        model.fit_partial(interactions, epochs=1, num_threads=threads)
+
+    return step
+
+
+def implicit_bpr_epoch(mod, seed: int, user_items: sp.csr_matrix, threads: int) -> Callable[[], None]:
+    """Build a fresh implicit CPU BPR model and return a one-epoch step.
+
+    ``fit`` continues from the current factors when called again, so each
+    call with ``iterations=1`` is one more epoch of ``nnz`` SGD samples.
+    implicit stores ``factors + 1`` columns (the extra one is the item bias).
+    Regularization is set to 0 to match LightFM/fastrank's default
+    ``item_alpha = user_alpha = 0``.
+    """
+    model = mod.BayesianPersonalizedRanking(
+        factors=NO_COMPONENTS, learning_rate=LEARNING_RATE, regularization=0.0,
+        iterations=1, num_threads=threads, random_state=seed,
+    )
+
+    def step() -> None:
+        model.fit(user_items, show_progress=False)
+
+    return step
+
+
+# ---------------------------------------------------------------------------
+# Runner
+# ---------------------------------------------------------------------------
+
+
+class Bench:
+    """Runs measurements and keeps their results."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.records: List[Dict] = []
+
+    def log(self, msg: str) -> None:
+        if not self.args.quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    def measure(self, library: str, dataset: str, loss: str, threads: int, nnz: int,
+                make_step: Callable[[], Callable[[], None]]) -> Optional[float]:
+        """Time one (library, dataset, loss, threads) cell.
+
+        Returns
+        -------
+        float or None
+            Positives per second according to ``--stat``; None on error.
+        """
+        rec = {"library": library, "dataset": dataset, "loss": loss,
+               "threads": threads, "nnz": nnz}
+        try:
+            step = make_step()
+            timing = C.time_repeated(step, repeats=self.args.epochs, warmup=self.args.warmup)
+        except Exception as exc:
+            rec["error"] = f"{type(exc).__name__}: {exc}"
+            self.records.append(rec)
+            self.log(f"  {library:9s} {dataset:9s} {loss:9s} t={threads}: ERROR {rec['error']}")
+            if not self.args.quiet:
+                traceback.print_exc(file=sys.stderr)
+            return None
+        sec = timing.stat(self.args.stat)
+        rate = nnz / sec
+        rec.update(seconds=timing.seconds, warmup_seconds=timing.warmup_seconds,
+                   epoch_seconds=sec, positives_per_s=rate)
+        self.records.append(rec)
+        self.log(f"  {library:9s} {dataset:9s} {loss:9s} t={threads}: warm-up "
+                 + " ".join(f"{s:.3f}s" for s in timing.warmup_seconds)
+                 + " | timed " + " ".join(f"{s:.3f}s" for s in timing.seconds)
+                 + f" -> {C.fmt_rate(rate)} pos/s")
+        return rate
+
+
+def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    return a / b if a is not None and b is not None and b > 0 else None
+
+
+def _cell(rate: Optional[float], mod: C.OptionalModule, skipped: bool) -> str:
+    if skipped:
+        return "skipped"
+    if not mod.available:
+        return mod.status
+    return C.fmt_rate(rate) if rate is not None else "error"
+
+
+def load_datasets(args: argparse.Namespace, bench: Bench) -> Dict[str, sp.coo_matrix]:
+    """Load every dataset needed by the benchmark tables."""
+    needed = list(dict.fromkeys(args.datasets + ([] if args.skip_scaling else args.scaling_datasets)))
+    data = {}
+    for name in needed:
+        if name == "ml100k":
+            data[name] = C.load_ml100k()
+        else:
+            data[name] = C.make_power_law(args.synthetic_users, args.synthetic_items,
+                                          args.synthetic_nnz, seed=args.data_seed)
+    return data
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    bench = Bench(args)
+
+    fr = C.try_import("fastrank")
+    lfm = C.try_import("lightfm")
+    imp = C.try_import("implicit.cpu.bpr")
+    imp_pkg = C.try_import("implicit")
+
+    print("# fastrank training throughput")
+    for line in C.environment_summary([fr, lfm, imp_pkg]):
+        print("# " + line)
+    for mod in (fr, lfm, imp):
+        if mod.status == "import failed":
+            print(f"# {mod.name}: {mod.error}")
+    print(f"# settings: no_components={NO_COMPONENTS}, learning_rate={LEARNING_RATE}, "
+          f"adagrad, random_state={args.seed}; {args.warmup} warm-up + {args.epochs} timed "
+          f"epochs per model, {args.stat} epoch reported")
+
+    run_fr = fr.available and not args.skip_fastrank
+    run_lfm = lfm.available and not args.skip_lightfm
+    run_imp = imp.available and not args.skip_implicit
+
+    data = load_datasets(args, bench)
+    for name, mat in data.items():
+        print(f"# {name}: {C.describe_matrix(mat)}")
+    print()
+
+    # ---- table 1: fastrank vs LightFM, one thread ---------------------------
+    rows = []
+    for ds in args.datasets:
+        mat = data[ds]
+        for loss in args.losses:
+            fr_rate = lfm_rate = None
+            if run_fr:
+                fr_rate = bench.measure("fastrank", ds, loss, 1, mat.nnz,
+                                        lambda: fastrank_epoch(fr.module, loss, args.seed, mat, 1))
+            if run_lfm:
+                lfm_rate = bench.measure("lightfm", ds, loss, 1, mat.nnz,
+                                         lambda: lightfm_epoch(lfm.module, loss, args.seed, mat, 1))
+            rows.append([ds, loss,
+                         _cell(fr_rate, fr, args.skip_fastrank),
+                         _cell(lfm_rate, lfm, args.skip_lightfm),
+                         C.fmt_ratio(_ratio(fr_rate, lfm_rate))])
+    print("## fastrank vs LightFM, 1 thread (positives/s = nnz / epoch seconds)")
+    print(C.format_table(["dataset", "loss", "fastrank pos/s", "LightFM pos/s", "fastrank/LightFM"],
+                         rows, args.markdown))
+    print()
+    if "warp-kos" in args.losses:
+        print("Note: for warp-kos LightFM makes one update per user with positives, not one per\n"
+              "interaction; the warp-kos rows still report nnz / epoch seconds.")
+    if "warp" in args.losses:
+        print("Note: WARP (and warp-kos) epoch cost grows as the model improves (more negatives are\n"
+              "sampled before a violation is found), so WARP rates depend on the training stage.")
+    print()
+
+    # ---- table 2: fastrank BPR vs implicit BPR ------------------------------
+    rows = []
+    for ds in args.datasets:
+        mat = data[ds]
+        fr_rate = next((r.get("positives_per_s") for r in bench.records
+                        if r["library"] == "fastrank" and r["dataset"] == ds
+                        and r["loss"] == "bpr" and r["threads"] == 1), None)
+        if run_fr and fr_rate is None and "bpr" not in args.losses:
+            fr_rate = bench.measure("fastrank", ds, "bpr", 1, mat.nnz,
+                                    lambda: fastrank_epoch(fr.module, "bpr", args.seed, mat, 1))
+        imp_rate = None
+        if run_imp:
+            csr = mat.tocsr()
+            imp_rate = bench.measure("implicit", ds, "bpr", 1, mat.nnz,
+                                     lambda: implicit_bpr_epoch(imp.module, args.seed, csr, 1))
+        rows.append([ds, "bpr",
+                     _cell(fr_rate, fr, args.skip_fastrank),
+                     _cell(imp_rate, imp, args.skip_implicit),
+                     C.fmt_ratio(_ratio(fr_rate, imp_rate))])
+    print("## fastrank BPR vs implicit BPR (implicit.cpu.bpr), 1 thread")
+    print(C.format_table(["dataset", "loss", "fastrank pos/s", "implicit pos/s", "fastrank/implicit"],
+                         rows, args.markdown))
+    print()
+    print("Note: implicit samples nnz (user, positive, negative) triples per epoch, checks that\n"
+          "the negative is not a positive (verify_negative_samples=True), learns factors+1\n"
+          "columns (item bias) and uses plain SGD (regularization=0 here); fastrank/LightFM\n"
+          "use adagrad.")
+    print()
+
+    # ---- table 3: fastrank thread scaling -----------------------------------
+    if not args.skip_scaling and len(args.threads) > 1:
+        base = args.threads[0]
+        headers = ["dataset", "loss"] + [f"{t} thr pos/s" for t in args.threads] + \
+                  [f"speedup {t}/{base}" for t in args.threads[1:]]
+        rows = []
+        for ds in args.scaling_datasets:
+            mat = data[ds]
+            for loss in args.losses:
+                if not run_fr:
+                    rows.append([ds, loss] + [_cell(None, fr, args.skip_fastrank)]
+                                * len(args.threads) + ["-"] * (len(args.threads) - 1))
+                    continue
+                rates = [bench.measure("fastrank", ds, loss, t, mat.nnz,
+                                       lambda t=t: fastrank_epoch(fr.module, loss, args.seed, mat, t))
+                         for t in args.threads]
+                rows.append([ds, loss] + [C.fmt_rate(r) if r is not None else "error" for r in rates]
+                            + [C.fmt_ratio(_ratio(r, rates[0])) for r in rates[1:]])
+        print(f"## fastrank thread scaling (fit_partial num_threads={','.join(map(str, args.threads))})")
+        print(C.format_table(headers, rows, args.markdown))
+        print()
+        print("Note: each thread count trains a fresh model (same seed); with Hogwild updates the\n"
+              "multi-thread runs are not bit-identical to the 1-thread run.")
+        print()
+
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "environment": C.environment_summary([fr, lfm, imp_pkg]),
+            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "results": bench.records,
+        }
+        args.json.write_text(json.dumps(payload, indent=2))
+        print(f"raw timings written to {args.json}")
+
+    errors = [r for r in bench.records if "error" in r]
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

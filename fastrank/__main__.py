@@ -1,0 +1,5 @@
+import sys
+
+from fastrank.cli import main
+
+sys.exit(main())

@@ -1,0 +1,826 @@
+"""The FastRank estimator: parameters, validation, training, prediction, saving."""
+
+import inspect
+import json
+import os
+import tempfile
+import warnings
+import zipfile
+
+import numpy as np
+import scipy.sparse as sp
+
+from fastrank import _ranking, _sgd
+from fastrank._validation import (
+    check_features,
+    check_id_range,
+    check_ids,
+    check_interactions,
+    check_positive_int,
+    check_sample_weight,
+    csr_arrays,
+    is_identity_pattern,
+    is_integer,
+    is_real,
+    to_csr,
+)
+
+LOSSES = {"logistic": _sgd.LOGISTIC, "bpr": _sgd.BPR, "warp": _sgd.WARP, "warp-kos": _sgd.WARP_KOS}
+LEARNING_SCHEDULES = ("adagrad", "adadelta")
+FORMAT_NAME = "fastrank-model"
+FORMAT_VERSION = 1
+
+# Arrays that make up a trained model, per side; the optimizer state follows the parameters.
+_SIDE_ARRAYS = ("embeddings", "biases", "embedding_acc", "bias_acc", "embedding_momentum", "bias_momentum")
+
+
+def _positive_integer(value):
+    return is_integer(value) and value >= 1
+
+
+def _positive_real(value):
+    return is_real(value) and np.isfinite(value) and value > 0
+
+
+def _non_negative_real(value):
+    return is_real(value) and np.isfinite(value) and value >= 0
+
+
+def _open_unit_interval(value):
+    return is_real(value) and 0 < value < 1
+
+
+def _random_state_like(value):
+    return value is None or is_integer(value) or isinstance(value, (np.random.RandomState, np.random.Generator))
+
+
+# Declarative parameter checks: name -> (predicate, what a valid value is).
+_PARAMETER_CONSTRAINTS = {
+    "no_components": (_positive_integer, "a positive integer"),
+    "k": (_positive_integer, "a positive integer"),
+    "n": (_positive_integer, "a positive integer"),
+    "learning_schedule": (lambda v: v in LEARNING_SCHEDULES, f"one of {LEARNING_SCHEDULES}"),
+    "loss": (lambda v: v in LOSSES, f"one of {tuple(LOSSES)}"),
+    "learning_rate": (_positive_real, "a positive finite number"),
+    "rho": (_open_unit_interval, "a number strictly between 0 and 1"),
+    "epsilon": (_positive_real, "a positive finite number"),
+    "item_alpha": (_non_negative_real, "a non-negative finite number"),
+    "user_alpha": (_non_negative_real, "a non-negative finite number"),
+    "max_sampled": (_positive_integer, "a positive integer"),
+    "random_state": (_random_state_like, "None, an int, a numpy RandomState or a numpy Generator"),
+    "initial_accumulator": (lambda v: v is None or _positive_real(v), "None or a positive finite number"),
+}
+
+# Adagrad's starting accumulator per loss when ``initial_accumulator=None`` (see the class docstring).
+_DEFAULT_INITIAL_ACCUMULATOR = {"warp": 1.0, "warp-kos": 1.0, "bpr": 0.1, "logistic": 0.1}
+
+
+def _resolve_random_state(random_state):
+    """A private numpy Generator derived from the ``random_state`` parameter."""
+    if random_state is None:
+        return np.random.default_rng()
+    if is_integer(random_state):
+        if random_state < 0:
+            raise ValueError(f"random_state must be non-negative, got {random_state}")
+        return np.random.default_rng(int(random_state))
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(0, 2**32, size=4, dtype=np.uint64))
+    return np.random.default_rng(random_state.integers(0, 2**63, size=4, dtype=np.uint64))
+
+
+def _epoch_range(epochs, verbose):
+    """``range(epochs)`` with a progress bar (tqdm when installed, else one line per epoch)."""
+    if not verbose:
+        return range(epochs)
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return _printing_range(epochs)
+    return tqdm(range(epochs), desc="Epoch", unit="epoch")
+
+
+def _printing_range(epochs):
+    for epoch in range(epochs):
+        yield epoch
+        print(f"Epoch {epoch + 1}/{epochs} done", flush=True)
+
+
+class FastRank:
+    """Hybrid matrix-factorisation recommender trained by Hogwild SGD (LightFM-compatible).
+
+    A user's representation is the weighted sum of the embeddings (and biases) of the features in
+    its row of ``user_features``; without a feature matrix each user is its own feature (and the
+    same for items). The score of a pair is ``user_repr . item_repr + user_bias + item_bias``.
+
+    Parameters
+    ----------
+    no_components : int, default 10
+        Dimension of the embeddings.
+    k : int, default 5
+        WARP-KOS: the k-th best of the sampled positives is used.
+    n : int, default 10
+        WARP-KOS: number of positives sampled per user.
+    learning_schedule : {"adagrad", "adadelta"}, default "adagrad"
+    loss : {"logistic", "bpr", "warp", "warp-kos"}, default "logistic"
+        ``logistic``: values > 0 are positives, values <= 0 negatives. ``bpr``: for each positive,
+        one negative drawn uniformly among the items the user has not interacted with (LightFM
+        samples BPR negatives by popularity instead). ``warp``: negatives drawn uniformly until one
+        violates the margin, weighted by the log of the estimated rank. ``warp-kos``: k-OS WARP.
+    learning_rate : float, default 0.05
+        Adagrad step size (adadelta does not use it).
+    rho : float, default 0.95
+        Adadelta decay.
+    epsilon : float, default 1e-6
+        Adadelta conditioning.
+    item_alpha, user_alpha : float, default 0.0
+        L2 penalty on item/user feature parameters, applied to the features each example touches.
+    max_sampled : int, default 10
+        WARP: maximum number of negatives drawn per positive.
+    random_state : None, int, numpy.random.RandomState or numpy.random.Generator
+        Seed of initialisation, shuffling and sampling; resolved when ``fit`` (or the first
+        ``fit_partial``) runs. With an int seed and ``num_threads=1`` training is bit-reproducible.
+    initial_accumulator : float or None, default None
+        Starting value of adagrad's sums of squared gradients (not in LightFM). The first step on
+        a coordinate is ``learning_rate * gradient / sqrt(initial_accumulator)``. None picks per
+        loss: 1.0 (LightFM's value) for ``warp`` and ``warp-kos``, whose gradients carry a
+        log-rank weight of up to 10, and 0.1 for ``bpr`` and ``logistic``, whose gradients are
+        bounded by 1 and would otherwise move the near-zero initial embeddings very slowly.
+
+    Attributes
+    ----------
+    user_embeddings : float32 array of shape (n_user_features, no_components)
+    user_biases : float32 array of shape (n_user_features,)
+    item_embeddings : float32 array of shape (n_item_features, no_components)
+    item_biases : float32 array of shape (n_item_features,)
+    """
+
+    def __init__(
+        self,
+        no_components=10,
+        k=5,
+        n=10,
+        learning_schedule="adagrad",
+        loss="logistic",
+        learning_rate=0.05,
+        rho=0.95,
+        epsilon=1e-6,
+        item_alpha=0.0,
+        user_alpha=0.0,
+        max_sampled=10,
+        random_state=None,
+        initial_accumulator=None,
+    ):
+        self.no_components = no_components
+        self.k = k
+        self.n = n
+        self.learning_schedule = learning_schedule
+        self.loss = loss
+        self.learning_rate = learning_rate
+        self.rho = rho
+        self.epsilon = epsilon
+        self.item_alpha = item_alpha
+        self.user_alpha = user_alpha
+        self.max_sampled = max_sampled
+        self.random_state = random_state
+        self.initial_accumulator = initial_accumulator
+
+    # ------------------------------------------------------------------ scikit-learn contract
+    @classmethod
+    def _get_param_names(cls):
+        signature = inspect.signature(cls.__init__)
+        return sorted(name for name in signature.parameters if name != "self")
+
+    def get_params(self, deep=True):
+        """Constructor parameters as a dict (scikit-learn convention)."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params):
+        """Set constructor parameters; unknown names raise ``ValueError``. Returns self."""
+        valid = self._get_param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"Invalid parameter {name!r} for FastRank; valid parameters: {valid}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self):
+        defaults = {
+            name: parameter.default for name, parameter in inspect.signature(type(self).__init__).parameters.items()
+        }
+        changed = [
+            f"{name}={value!r}"
+            for name, value in self.get_params().items()
+            if not (isinstance(value, type(defaults.get(name))) and value == defaults.get(name))
+        ]
+        return f"FastRank({', '.join(changed)})"
+
+    def _check_params(self):
+        for name, (is_valid, description) in _PARAMETER_CONSTRAINTS.items():
+            value = getattr(self, name)
+            try:
+                valid = bool(is_valid(value))
+            except (TypeError, ValueError):
+                valid = False
+            if not valid:
+                raise ValueError(f"FastRank parameter {name} must be {description}, got {value!r}")
+
+    # ------------------------------------------------------------------ state
+    def _is_fitted(self):
+        return getattr(self, "item_embeddings", None) is not None
+
+    def _check_fitted(self):
+        if not self._is_fitted():
+            raise ValueError("This FastRank model is not fitted yet: call fit or fit_partial first")
+
+    def _reset_state(self):
+        for side in ("user", "item"):
+            for array in _SIDE_ARRAYS:
+                setattr(self, self._array_attribute(side, array), None)
+        self._rng = None
+        self._n_users = 0
+        self._n_items = 0
+        self._fitted_schedule = None
+        self._fitted_components = None
+
+    @staticmethod
+    def _array_attribute(side, array):
+        if array in ("embeddings", "biases"):
+            return f"{side}_{array}"
+        return f"_{side}_{array}"
+
+    def _side_parameters(self, side):
+        return tuple(getattr(self, self._array_attribute(side, array)) for array in _SIDE_ARRAYS)
+
+    def _new_rows(self, count):
+        """Fresh parameter rows for one side: (embeddings, biases, accumulators..., momenta...)."""
+        d = self.no_components
+        embeddings = (self._rng.random((count, d), dtype=np.float32) - np.float32(0.5)) / np.float32(d)
+        biases = np.zeros(count, dtype=np.float32)
+        if self._fitted_schedule == "adagrad":
+            start = self._initial_accumulator()
+            return (
+                embeddings,
+                biases,
+                np.full((count, d), start, np.float32),
+                np.full(count, start, np.float32),
+                None,
+                None,
+            )
+        return (
+            embeddings,
+            biases,
+            np.zeros((count, d), np.float32),
+            np.zeros(count, np.float32),
+            np.zeros((count, d), np.float32),
+            np.zeros(count, np.float32),
+        )
+
+    def _initial_accumulator(self):
+        if self.initial_accumulator is None:
+            return _DEFAULT_INITIAL_ACCUMULATOR[self.loss]
+        return float(self.initial_accumulator)
+
+    def _grow_side(self, side, n_features):
+        """Make room for ``n_features`` feature rows, keeping the existing rows exactly."""
+        current = self._side_parameters(side)
+        existing = 0 if current[0] is None else current[0].shape[0]
+        if n_features < existing:
+            raise ValueError(
+                f"{side}_features has {n_features} columns but the model was trained with {existing} "
+                f"{side} features; pass at least as many"
+            )
+        if n_features == existing:
+            return
+        fresh = self._new_rows(n_features - existing)
+        for array, old, new in zip(_SIDE_ARRAYS, current, fresh):
+            if new is None:
+                combined = None
+            elif old is None:
+                combined = np.ascontiguousarray(new)
+            else:
+                combined = np.ascontiguousarray(np.concatenate([old, new]))
+            setattr(self, self._array_attribute(side, array), combined)
+
+    # ------------------------------------------------------------------ training
+    def fit(
+        self,
+        interactions,
+        user_features=None,
+        item_features=None,
+        sample_weight=None,
+        epochs=1,
+        num_threads=1,
+        verbose=False,
+    ):
+        """Reset the model and train it on ``interactions``.
+
+        Parameters
+        ----------
+        interactions : scipy sparse matrix or array-like of shape (n_users, n_items)
+            Any sparse format or a dense array; duplicate entries are summed. For ``logistic``,
+            values > 0 are positives and values <= 0 negatives; the ranking losses train on the
+            entries with values > 0.
+        user_features : sparse matrix of shape (n_users, n_user_features), optional
+            Each user's features and their weights; None means each user is its own feature.
+        item_features : sparse matrix of shape (n_items, n_item_features), optional
+        sample_weight : sparse matrix of shape (n_users, n_items), optional
+            Non-negative weight per interaction, with the same entries as ``interactions``
+            (not supported by ``warp-kos``).
+        epochs : int, default 1
+        num_threads : int, default 1
+            Hogwild threads; only ``num_threads=1`` is bit-reproducible.
+        verbose : bool, default False
+            Show a progress bar over epochs.
+
+        Returns
+        -------
+        self
+        """
+        self._reset_state()
+        return self.fit_partial(
+            interactions,
+            user_features=user_features,
+            item_features=item_features,
+            sample_weight=sample_weight,
+            epochs=epochs,
+            num_threads=num_threads,
+            verbose=verbose,
+        )
+
+    def fit_partial(
+        self,
+        interactions,
+        user_features=None,
+        item_features=None,
+        sample_weight=None,
+        epochs=1,
+        num_threads=1,
+        verbose=False,
+    ):
+        """Continue training (or start, if the model is new) without resetting parameters.
+
+        Accepts the same arguments as :meth:`fit`. The matrices may have **more** users, items or
+        feature columns than the model has seen: parameter arrays grow, existing rows are kept
+        exactly and new rows are initialised like fresh ones. Fewer users, items or feature
+        columns than the model has raise ``ValueError``.
+
+        Returns
+        -------
+        self
+        """
+        return self._fit_partial(
+            interactions, user_features, item_features, sample_weight, epochs, num_threads, verbose
+        )
+
+    partial_fit = fit_partial
+
+    def _fit_partial(
+        self,
+        interactions,
+        user_features,
+        item_features,
+        sample_weight,
+        epochs,
+        num_threads,
+        verbose,
+        _script=None,
+    ):
+        # ``_script`` is a test hook: the integers the sampler returns instead of random draws.
+        self._check_params()
+        epochs = self._check_epochs(epochs)
+        num_threads = self._check_num_threads(num_threads)
+        interactions = check_interactions(interactions)
+        n_users, n_items = interactions.shape
+        user_features = self._fit_features(user_features, n_users, "user_features")
+        item_features = self._fit_features(item_features, n_items, "item_features")
+        if sample_weight is not None:
+            if self.loss == "warp-kos":
+                raise ValueError("sample_weight is not supported with loss='warp-kos'")
+            weights = check_sample_weight(sample_weight, interactions)
+        else:
+            weights = np.ones(interactions.nnz, dtype=np.float32)
+        examples = self._training_examples(interactions, weights)
+
+        if not self._is_fitted():
+            self._reset_state()
+            self._rng = _resolve_random_state(self.random_state)
+            self._fitted_schedule = self.learning_schedule
+            self._fitted_components = self.no_components
+        else:
+            self._check_compatible(n_users, n_items)
+        self._grow_side("user", n_users if user_features is None else user_features.shape[1])
+        self._grow_side("item", n_items if item_features is None else item_features.shape[1])
+        self._n_users = max(self._n_users, n_users)
+        self._n_items = max(self._n_items, n_items)
+
+        if _script is not None:
+            if num_threads != 1:
+                raise ValueError("a scripted sampler needs num_threads=1")
+            _script = np.ascontiguousarray(_script, dtype=np.int32)
+        kernel_arguments = dict(
+            loss=LOSSES[self.loss],
+            positive_indptr=examples["positive_indptr"],
+            positive_indices=examples["positive_indices"],
+            user_features=csr_arrays(user_features),
+            user_parameters=self._side_parameters("user"),
+            user_alpha=self.user_alpha,
+            item_features=csr_arrays(item_features),
+            item_parameters=self._side_parameters("item"),
+            item_alpha=self.item_alpha,
+            n_items=n_items,
+            no_components=self.no_components,
+            adadelta=self.learning_schedule == "adadelta",
+            learning_rate=self.learning_rate,
+            rho=self.rho,
+            epsilon=self.epsilon,
+            max_sampled=self.max_sampled,
+            k=self.k,
+            n=self.n,
+            num_threads=num_threads,
+            script=_script,
+        )
+        for _ in _epoch_range(epochs, verbose):
+            order = self._rng.permutation(examples["users"].shape[0]).astype(np.int32)
+            seed = int(self._rng.integers(0, 2**63))
+            _sgd.run_epoch(
+                example_users=examples["users"],
+                example_items=examples["items"],
+                example_labels=examples["labels"],
+                example_weights=examples["weights"],
+                order=order,
+                seed=seed,
+                **kernel_arguments,
+            )
+            self._check_finite()
+        return self
+
+    def _check_epochs(self, epochs):
+        if not is_integer(epochs):
+            raise TypeError(f"epochs must be an integer, got {epochs!r}")
+        if epochs < 0:
+            raise ValueError(f"epochs must be >= 0, got {epochs}")
+        return int(epochs)
+
+    @staticmethod
+    def _check_num_threads(num_threads):
+        num_threads = check_positive_int(num_threads, "num_threads")
+        if num_threads > 1 and not _sgd.openmp_enabled():
+            warnings.warn(
+                f"num_threads={num_threads} was asked for but fastrank was built without OpenMP; "
+                "running on one thread",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return num_threads
+
+    def _fit_features(self, features, n_rows, name):
+        """Validate a feature matrix given to fit/fit_partial; an identity matrix becomes None."""
+        csr = check_features(features, n_rows, name)
+        if csr is not None and is_identity_pattern(csr) and csr.shape[1] == n_rows:
+            return None
+        return csr
+
+    def _check_compatible(self, n_users, n_items):
+        if self.learning_schedule != self._fitted_schedule:
+            raise ValueError(
+                f"learning_schedule changed from {self._fitted_schedule!r} to {self.learning_schedule!r} "
+                "since the model was fitted; call fit to start again"
+            )
+        if self.no_components != self._fitted_components:
+            raise ValueError(
+                f"no_components changed from {self._fitted_components} to {self.no_components} "
+                "since the model was fitted; call fit to start again"
+            )
+        if n_users < self._n_users:
+            raise ValueError(f"interactions has {n_users} users but the model already has {self._n_users}")
+        if n_items < self._n_items:
+            raise ValueError(f"interactions has {n_items} items but the model already has {self._n_items}")
+
+    def _training_examples(self, interactions, weights):
+        """Flatten the interactions into the example arrays the kernels visit."""
+        n_users = interactions.shape[0]
+        users = np.repeat(np.arange(n_users, dtype=np.int32), np.diff(interactions.indptr))
+        items = interactions.indices
+        labels = interactions.data
+        positive = labels > 0
+        if self.loss != "logistic":
+            if not positive.any():
+                raise ValueError(f"interactions has no positive (> 0) entries to train loss={self.loss!r} on")
+            users, items, labels, weights = users[positive], items[positive], labels[positive], weights[positive]
+        positive_counts = np.bincount(
+            np.repeat(np.arange(n_users), np.diff(interactions.indptr))[positive], minlength=n_users
+        )
+        positive_indptr = np.zeros(n_users + 1, dtype=np.int32)
+        np.cumsum(positive_counts, out=positive_indptr[1:])
+        return {
+            "users": np.ascontiguousarray(users, dtype=np.int32),
+            "items": np.ascontiguousarray(items, dtype=np.int32),
+            "labels": np.ascontiguousarray(labels, dtype=np.float32),
+            "weights": np.ascontiguousarray(weights, dtype=np.float32),
+            "positive_indptr": positive_indptr,
+            "positive_indices": np.ascontiguousarray(interactions.indices[positive], dtype=np.int32),
+        }
+
+    def _check_finite(self):
+        for name in ("user_embeddings", "user_biases", "item_embeddings", "item_biases"):
+            if not np.all(np.isfinite(getattr(self, name))):
+                raise ValueError(
+                    f"Training diverged: {name} contains non-finite values. "
+                    "Lower learning_rate or raise item_alpha/user_alpha, then call fit again."
+                )
+
+    # ------------------------------------------------------------------ prediction
+    def _scoring_features(self, features, side, name):
+        """Features for scoring: None (identity) or CSR with the model's column count."""
+        n_model_features = getattr(self, f"{side}_embeddings").shape[0]
+        csr = check_features(features, None, name, n_columns=n_model_features)
+        return csr
+
+    def _rows_available(self, features, side):
+        if features is None:
+            return getattr(self, f"{side}_embeddings").shape[0]
+        return features.shape[0]
+
+    def predict(self, user_ids, item_ids, item_features=None, user_features=None, num_threads=1):
+        """Score (user, item) pairs.
+
+        Parameters
+        ----------
+        user_ids : int or int array of shape (n_pairs,)
+            An int is broadcast to every item.
+        item_ids : int array of shape (n_pairs,)
+        item_features : sparse matrix of shape (n_items, n_item_features), optional
+            Must have the column count the model was trained with; None means identity.
+        user_features : sparse matrix of shape (n_users, n_user_features), optional
+        num_threads : int, default 1
+
+        Returns
+        -------
+        float32 array of shape (n_pairs,)
+        """
+        self._check_fitted()
+        num_threads = self._check_num_threads(num_threads)
+        item_ids = check_ids(item_ids, "item_ids")
+        if is_integer(user_ids):
+            user_ids = np.full(item_ids.shape[0], user_ids, dtype=np.int64)
+        user_ids = check_ids(user_ids, "user_ids")
+        if user_ids.shape[0] != item_ids.shape[0]:
+            raise ValueError(
+                f"user_ids and item_ids must have the same length, got {user_ids.shape[0]} and {item_ids.shape[0]}"
+            )
+        user_features = self._scoring_features(user_features, "user", "user_features")
+        item_features = self._scoring_features(item_features, "item", "item_features")
+        check_id_range(user_ids, self._rows_available(user_features, "user"), "user_ids", "users")
+        check_id_range(item_ids, self._rows_available(item_features, "item"), "item_ids", "items")
+        scores = np.empty(user_ids.shape[0], dtype=np.float32)
+        _ranking.predict_pairs(
+            user_ids,
+            item_ids,
+            csr_arrays(user_features),
+            self.user_embeddings,
+            self.user_biases,
+            csr_arrays(item_features),
+            self.item_embeddings,
+            self.item_biases,
+            scores,
+            num_threads,
+        )
+        return scores
+
+    def predict_rank(
+        self,
+        test_interactions,
+        train_interactions=None,
+        item_features=None,
+        user_features=None,
+        num_threads=1,
+        check_intersections=True,
+    ):
+        """Rank of every test item among all items, per user (0 = best).
+
+        The rank of a test entry is the number of items that score strictly higher for that user,
+        not counting items in the user's ``train_interactions`` row.
+
+        Parameters
+        ----------
+        test_interactions : sparse matrix of shape (n_users, n_items)
+        train_interactions : sparse matrix of shape (n_users, n_items), optional
+            Known interactions to leave out of the candidates.
+        item_features, user_features : sparse matrices, optional
+            As in :meth:`predict`; the feature matrices must have n_items / n_users rows.
+        num_threads : int, default 1
+        check_intersections : bool, default True
+            Raise ``ValueError`` when train and test share an entry.
+
+        Returns
+        -------
+        scipy.sparse.csr_matrix of shape (n_users, n_items), float32
+            Same entries as ``test_interactions``; values are 0-based ranks.
+        """
+        self._check_fitted()
+        num_threads = self._check_num_threads(num_threads)
+        test = to_csr(test_interactions, "test_interactions")
+        n_users, n_items = test.shape
+        user_features = self._scoring_features(user_features, "user", "user_features")
+        item_features = self._scoring_features(item_features, "item", "item_features")
+        self._check_matrix_rows(user_features, n_users, "user", "test_interactions")
+        self._check_matrix_rows(item_features, n_items, "item", "test_interactions", axis="columns")
+        if train_interactions is None:
+            train = sp.csr_matrix((n_users, n_items), dtype=np.float32)
+            train.indptr = train.indptr.astype(np.int32)
+            train.indices = train.indices.astype(np.int32)
+        else:
+            train = to_csr(train_interactions, "train_interactions")
+            if train.shape != test.shape:
+                raise ValueError(
+                    f"train_interactions has shape {train.shape}, test_interactions has shape {test.shape}"
+                )
+            if check_intersections and _pattern(test).multiply(_pattern(train)).nnz > 0:
+                raise ValueError("test_interactions and train_interactions share entries")
+        item_biases, item_repr = self._representations(item_features, "item", n_items)
+        ranks = np.zeros(test.nnz, dtype=np.float32)
+        _ranking.rank_test_items(
+            test.indptr,
+            test.indices,
+            train.indptr,
+            train.indices,
+            csr_arrays(user_features),
+            self.user_embeddings,
+            self.user_biases,
+            item_repr,
+            item_biases,
+            ranks,
+            num_threads,
+        )
+        return sp.csr_matrix((ranks, test.indices.copy(), test.indptr.copy()), shape=test.shape)
+
+    def _check_matrix_rows(self, features, needed, side, matrix_name, axis="rows"):
+        available = self._rows_available(features, side)
+        if features is not None and features.shape[0] != needed:
+            raise ValueError(
+                f"{side}_features has {features.shape[0]} rows but {matrix_name} has {needed} {side}s ({axis})"
+            )
+        if features is None and needed > available:
+            raise ValueError(f"{matrix_name} has {needed} {side}s ({axis}) but the model knows only {available}")
+
+    def _representations(self, features, side, n_rows=None):
+        """(biases (n_rows,), embeddings (n_rows, no_components)) float32, C-contiguous."""
+        embeddings = getattr(self, f"{side}_embeddings")
+        biases = getattr(self, f"{side}_biases")
+        if features is None:
+            rows = embeddings.shape[0] if n_rows is None else n_rows
+            return np.array(biases[:rows], dtype=np.float32), np.array(embeddings[:rows], dtype=np.float32)
+        return (
+            np.ascontiguousarray(features @ biases, dtype=np.float32),
+            np.ascontiguousarray(features @ embeddings, dtype=np.float32),
+        )
+
+    def get_user_representations(self, features=None):
+        """Biases and embeddings of users (as sums of their features).
+
+        Parameters
+        ----------
+        features : sparse matrix of shape (n_users, n_user_features), optional
+            None returns the per-feature parameters (identity).
+
+        Returns
+        -------
+        (biases, embeddings) : float32 arrays of shapes (n_users,) and (n_users, no_components)
+        """
+        self._check_fitted()
+        return self._representations(self._scoring_features(features, "user", "features"), "user")
+
+    def get_item_representations(self, features=None):
+        """Biases and embeddings of items (as sums of their features).
+
+        Parameters
+        ----------
+        features : sparse matrix of shape (n_items, n_item_features), optional
+            None returns the per-feature parameters (identity).
+
+        Returns
+        -------
+        (biases, embeddings) : float32 arrays of shapes (n_items,) and (n_items, no_components)
+        """
+        self._check_fitted()
+        return self._representations(self._scoring_features(features, "item", "features"), "item")
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path):
+        """Write the model to one ``.npz`` file that loads without pickle.
+
+        The file holds the hyperparameters, every parameter array, the optimizer state, the
+        random generator state and a format version. It is written atomically.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Destination; written exactly at this path (no suffix is added).
+        """
+        self._check_fitted()
+        params = self.get_params()
+        if not (params["random_state"] is None or is_integer(params["random_state"])):
+            params["random_state"] = None  # a generator object is not stored; its drawn state is
+        elif params["random_state"] is not None:
+            params["random_state"] = int(params["random_state"])
+        metadata = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "fastrank_version": _version(),
+            "params": params,
+            "n_users": self._n_users,
+            "n_items": self._n_items,
+            "fitted_schedule": self._fitted_schedule,
+            "fitted_components": self._fitted_components,
+            "rng_state": self._rng.bit_generator.state,
+        }
+        arrays = {"metadata": np.array(json.dumps(metadata))}
+        for side in ("user", "item"):
+            for array in _SIDE_ARRAYS:
+                value = getattr(self, self._array_attribute(side, array))
+                if value is not None:
+                    arrays[f"{side}_{array}"] = value
+        path = os.fspath(path)
+        directory = os.path.dirname(os.path.abspath(path))
+        handle, temporary = tempfile.mkstemp(dir=directory, prefix=".fastrank-", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                np.savez(stream, **arrays)
+            os.replace(temporary, path)
+        except BaseException:
+            if os.path.exists(temporary):
+                os.remove(temporary)
+            raise
+
+    @classmethod
+    def load(cls, path):
+        """Load a model written by :meth:`save` (no pickle is executed).
+
+        Raises
+        ------
+        ValueError
+            If the file is truncated, not a fastrank model, or internally inconsistent.
+        """
+        try:
+            with np.load(os.fspath(path), allow_pickle=False) as archive:
+                contents = {name: archive[name] for name in archive.files}
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as error:
+            raise ValueError(f"{path} is not a readable fastrank model file: {error}") from None
+        if not isinstance(contents, dict) or "metadata" not in contents:
+            raise ValueError(f"{path} is not a fastrank model file (no metadata)")
+        try:
+            metadata = json.loads(str(contents.pop("metadata")))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{path} has unreadable metadata: {error}") from None
+        if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
+            raise ValueError(f"{path} is not a fastrank model file")
+        if metadata.get("format_version") != FORMAT_VERSION:
+            raise ValueError(
+                f"{path} has model format version {metadata.get('format_version')}; "
+                f"this fastrank reads version {FORMAT_VERSION}"
+            )
+        try:
+            model = cls(**metadata["params"])
+            model._check_params()
+            model._reset_state()
+            model._n_users = int(metadata["n_users"])
+            model._n_items = int(metadata["n_items"])
+            model._fitted_schedule = metadata["fitted_schedule"]
+            model._fitted_components = int(metadata["fitted_components"])
+            model._rng = np.random.default_rng()
+            model._rng.bit_generator.state = metadata["rng_state"]
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{path} has invalid model metadata: {error}") from None
+        momentum = model._fitted_schedule == "adadelta"
+        for side in ("user", "item"):
+            for array in _SIDE_ARRAYS:
+                key = f"{side}_{array}"
+                if array.endswith("momentum") and not momentum:
+                    continue
+                if key not in contents:
+                    raise ValueError(f"{path} is missing the array {key}")
+                value = contents[key]
+                matrix = array in ("embeddings", "embedding_acc", "embedding_momentum")
+                expected_ndim = 2 if matrix else 1
+                if value.dtype != np.float32 or value.ndim != expected_ndim:
+                    raise ValueError(f"{path}: array {key} has dtype {value.dtype} and {value.ndim} dimension(s)")
+                rows = contents[f"{side}_embeddings"].shape[0] if f"{side}_embeddings" in contents else -1
+                if value.shape[0] != rows or (matrix and value.shape[1] != model._fitted_components):
+                    raise ValueError(f"{path}: array {key} has inconsistent shape {value.shape}")
+                if not np.all(np.isfinite(value)):
+                    raise ValueError(f"{path}: array {key} contains non-finite values")
+                setattr(model, model._array_attribute(side, array), np.ascontiguousarray(value))
+        return model
+
+
+def _pattern(csr):
+    """Binary copy of a CSR's sparsity pattern (explicit zeros count as entries)."""
+    return sp.csr_matrix((np.ones(csr.nnz, dtype=np.int8), csr.indices, csr.indptr), shape=csr.shape)
+
+
+def _version():
+    from fastrank._version import __version__
+
+    return __version__

@@ -1,0 +1,427 @@
+# cython: language_level=3
+"""Training kernels: one Hogwild-parallel SGD epoch for each loss.
+
+Kernels only. Every argument is validated and converted by ``fastrank._estimator`` before it
+gets here; this module unpacks arrays into C pointers under the GIL and then runs one ``nogil``
+OpenMP region. Threads update shared parameters without locks (Hogwild), each with its own
+random number generator and scratch buffers.
+"""
+
+cimport cython
+from cython.parallel cimport parallel, prange, threadid
+from libc.math cimport expf, logf, sqrtf, floorf
+from libc.stdint cimport uint64_t
+from libc.stdlib cimport malloc, free, qsort
+
+from fastrank._common cimport (
+    FASTRANK_HAVE_OPENMP, FeatureSide, Sampler, sampler_init, draw_below, dot, representation,
+)
+
+cdef enum:
+    C_LOGISTIC = 0
+    C_BPR = 1
+    C_WARP = 2
+    C_WARP_KOS = 3
+
+# Loss codes shared with the estimator.
+LOGISTIC = C_LOGISTIC
+BPR = C_BPR
+WARP = C_WARP
+WARP_KOS = C_WARP_KOS
+
+# WARP's rank weight is clipped here for numerical stability.
+cdef float MAX_LOSS = 10.0
+# A BPR example whose user has interacted with (nearly) every item is skipped after this many
+# draws that all hit positives, instead of looping forever.
+cdef int BPR_TRIES = 100
+MAX_BPR_TRIES = BPR_TRIES
+
+
+def openmp_enabled():
+    """Whether the kernels were compiled with OpenMP."""
+    return bool(FASTRANK_HAVE_OPENMP)
+
+
+cdef struct Model:
+    FeatureSide users
+    FeatureSide items
+    int no_components
+    int adadelta
+    float learning_rate
+    float rho
+    float epsilon
+    int n_items
+    int max_sampled
+    int k
+    int n
+    const int* positive_indptr     # CSR of the positive (value > 0) interactions, sorted columns
+    const int* positive_indices
+
+
+cdef struct ScoredItem:
+    float score
+    int item
+
+
+cdef struct Workspace:
+    Sampler sampler
+    float* user_buffer
+    float* positive_buffer
+    float* negative_buffer
+    float* user_gradient
+    float* positive_gradient
+    float* negative_gradient
+    ScoredItem* scored
+
+
+cdef inline float sigmoid(float x) noexcept nogil:
+    return 1.0 / (1.0 + expf(-x))
+
+
+cdef inline void update_feature(const Model* model, FeatureSide* side, int feature, float weight,
+                                const float* gradient, float bias_gradient, int with_bias) noexcept nogil:
+    """One adagrad/adadelta step on a feature's embedding row (and bias) with L2 ``side.alpha``."""
+    cdef int c, d = model.no_components
+    cdef float g, accumulated, step, squared
+    cdef float alpha = side.alpha
+    cdef float rate = model.learning_rate, rho = model.rho, eps = model.epsilon
+    cdef float* embedding = side.embeddings + <Py_ssize_t>feature * d
+    cdef float* acc = side.embedding_acc + <Py_ssize_t>feature * d
+    cdef float* momentum
+    if not model.adadelta:
+        for c in range(d):
+            g = weight * gradient[c] + alpha * embedding[c]
+            accumulated = acc[c]
+            embedding[c] -= rate * g / sqrtf(accumulated)
+            acc[c] = accumulated + g * g
+        if with_bias:
+            g = weight * bias_gradient + alpha * side.biases[feature]
+            accumulated = side.bias_acc[feature]
+            side.biases[feature] -= rate * g / sqrtf(accumulated)
+            side.bias_acc[feature] = accumulated + g * g
+    else:
+        momentum = side.embedding_momentum + <Py_ssize_t>feature * d
+        for c in range(d):
+            g = weight * gradient[c] + alpha * embedding[c]
+            squared = rho * momentum[c] + (1 - rho) * g * g
+            momentum[c] = squared
+            step = sqrtf(acc[c] + eps) / sqrtf(squared + eps) * g
+            acc[c] = rho * acc[c] + (1 - rho) * step * step
+            embedding[c] -= step
+        if with_bias:
+            g = weight * bias_gradient + alpha * side.biases[feature]
+            squared = rho * side.bias_momentum[feature] + (1 - rho) * g * g
+            side.bias_momentum[feature] = squared
+            step = sqrtf(side.bias_acc[feature] + eps) / sqrtf(squared + eps) * g
+            side.bias_acc[feature] = rho * side.bias_acc[feature] + (1 - rho) * step * step
+            side.biases[feature] -= step
+
+
+cdef inline void apply_gradient(const Model* model, FeatureSide* side, int row, const float* gradient,
+                                float bias_gradient, int with_bias) noexcept nogil:
+    """Spread the gradient of a user/item representation over the features of its row."""
+    cdef int position
+    if side.identity:
+        update_feature(model, side, row, 1.0, gradient, bias_gradient, with_bias)
+        return
+    for position in range(side.indptr[row], side.indptr[row + 1]):
+        update_feature(model, side, side.indices[position], side.values[position],
+                       gradient, bias_gradient, with_bias)
+
+
+cdef inline int is_positive(const Model* model, int user, int item) noexcept nogil:
+    """Binary search of ``item`` among the user's positive items."""
+    cdef int low = model.positive_indptr[user], high = model.positive_indptr[user + 1] - 1, middle, value
+    while low <= high:
+        middle = (low + high) >> 1
+        value = model.positive_indices[middle]
+        if value < item:
+            low = middle + 1
+        elif value > item:
+            high = middle - 1
+        else:
+            return 1
+    return 0
+
+
+cdef inline void pairwise_update(Model* model, Workspace* work, int user, const float* user_repr,
+                                 int positive, const float* positive_repr,
+                                 int negative, const float* negative_repr, float loss) noexcept nogil:
+    """Gradient step of ``loss * (score(negative) - score(positive))``, shared by BPR and WARP."""
+    cdef int c
+    # All gradients are taken from the representations before any parameter moves.
+    for c in range(model.no_components):
+        work.user_gradient[c] = loss * (negative_repr[c] - positive_repr[c])
+        work.positive_gradient[c] = -loss * user_repr[c]
+        work.negative_gradient[c] = loss * user_repr[c]
+    # The user bias cancels in a score difference, so it gets no gradient.
+    apply_gradient(model, &model.users, user, work.user_gradient, 0.0, 0)
+    apply_gradient(model, &model.items, positive, work.positive_gradient, -loss, 1)
+    apply_gradient(model, &model.items, negative, work.negative_gradient, loss, 1)
+
+
+cdef inline void logistic_step(Model* model, Workspace* work, int user, int item, float label,
+                               float weight) noexcept nogil:
+    cdef float user_bias, item_bias, loss
+    cdef int c
+    cdef const float* user_repr = representation(&model.users, user, model.no_components,
+                                                 work.user_buffer, &user_bias)
+    cdef const float* item_repr = representation(&model.items, item, model.no_components,
+                                                 work.positive_buffer, &item_bias)
+    cdef float score = dot(user_repr, item_repr, model.no_components) + user_bias + item_bias
+    # d/dscore of the weighted log loss; values <= 0 are negatives.
+    loss = weight * (sigmoid(score) - (1.0 if label > 0 else 0.0))
+    for c in range(model.no_components):
+        work.user_gradient[c] = loss * item_repr[c]
+        work.positive_gradient[c] = loss * user_repr[c]
+    apply_gradient(model, &model.users, user, work.user_gradient, loss, 1)
+    apply_gradient(model, &model.items, item, work.positive_gradient, loss, 1)
+
+
+cdef inline void bpr_step(Model* model, Workspace* work, int user, int positive, float weight) noexcept nogil:
+    cdef float user_bias, positive_bias, negative_bias, positive_score, negative_score
+    cdef int negative = -1, tries
+    cdef const float* user_repr
+    cdef const float* positive_repr
+    cdef const float* negative_repr
+    for tries in range(BPR_TRIES):
+        negative = draw_below(&work.sampler, model.n_items)
+        if not is_positive(model, user, negative):
+            break
+        negative = -1
+    if negative < 0:
+        return
+    user_repr = representation(&model.users, user, model.no_components, work.user_buffer, &user_bias)
+    positive_repr = representation(&model.items, positive, model.no_components,
+                                   work.positive_buffer, &positive_bias)
+    negative_repr = representation(&model.items, negative, model.no_components,
+                                   work.negative_buffer, &negative_bias)
+    positive_score = dot(user_repr, positive_repr, model.no_components) + positive_bias
+    negative_score = dot(user_repr, negative_repr, model.no_components) + negative_bias
+    pairwise_update(model, work, user, user_repr, positive, positive_repr, negative, negative_repr,
+                    weight * sigmoid(negative_score - positive_score))
+
+
+cdef inline void warp_against(Model* model, Workspace* work, int user, const float* user_repr,
+                              int positive, const float* positive_repr, float positive_score,
+                              float weight) noexcept nogil:
+    """Draw negatives until one scores within the margin of the positive, then step on it."""
+    cdef int sampled, negative
+    cdef float negative_bias, negative_score, loss
+    cdef const float* negative_repr
+    for sampled in range(1, model.max_sampled + 1):
+        negative = draw_below(&work.sampler, model.n_items)
+        negative_repr = representation(&model.items, negative, model.no_components,
+                                       work.negative_buffer, &negative_bias)
+        negative_score = dot(user_repr, negative_repr, model.no_components) + negative_bias
+        if negative_score > positive_score - 1.0:
+            if is_positive(model, user, negative):
+                continue
+            # log of the rank estimated from the number of draws needed to find a violator
+            loss = floorf(<float>((model.n_items - 1) // sampled))
+            loss = weight * logf(loss if loss > 1.0 else 1.0)
+            if loss > MAX_LOSS:
+                loss = MAX_LOSS
+            pairwise_update(model, work, user, user_repr, positive, positive_repr,
+                            negative, negative_repr, loss)
+            return
+
+
+cdef inline void warp_step(Model* model, Workspace* work, int user, int positive, float weight) noexcept nogil:
+    cdef float user_bias, positive_bias
+    cdef const float* user_repr = representation(&model.users, user, model.no_components,
+                                                 work.user_buffer, &user_bias)
+    cdef const float* positive_repr = representation(&model.items, positive, model.no_components,
+                                                     work.positive_buffer, &positive_bias)
+    warp_against(model, work, user, user_repr, positive, positive_repr,
+                 dot(user_repr, positive_repr, model.no_components) + positive_bias, weight)
+
+
+cdef int compare_scored_descending(const void* left, const void* right) noexcept nogil:
+    cdef const ScoredItem* a = <const ScoredItem*>left
+    cdef const ScoredItem* b = <const ScoredItem*>right
+    if a.score > b.score:
+        return -1
+    if a.score < b.score:
+        return 1
+    # equal scores: order by item id so the result never depends on qsort's internals
+    return (a.item > b.item) - (a.item < b.item)
+
+
+cdef inline void warp_kos_step(Model* model, Workspace* work, int user) noexcept nogil:
+    """k-OS WARP: the k-th best of up to n sampled positives is the positive of a WARP step."""
+    cdef int start = model.positive_indptr[user], count = model.positive_indptr[user + 1] - start
+    cdef int sampled_count, j, positive, chosen
+    cdef float user_bias, positive_bias
+    cdef const float* user_repr
+    cdef const float* positive_repr
+    if count == 0:
+        return
+    sampled_count = model.n if model.n < count else count
+    user_repr = representation(&model.users, user, model.no_components, work.user_buffer, &user_bias)
+    for j in range(sampled_count):
+        positive = model.positive_indices[start + draw_below(&work.sampler, count)]
+        positive_repr = representation(&model.items, positive, model.no_components,
+                                       work.positive_buffer, &positive_bias)
+        work.scored[j].score = dot(user_repr, positive_repr, model.no_components) + positive_bias
+        work.scored[j].item = positive
+    qsort(work.scored, sampled_count, sizeof(ScoredItem), compare_scored_descending)
+    chosen = (model.k if model.k < sampled_count else sampled_count) - 1
+    positive = work.scored[chosen].item
+    positive_repr = representation(&model.items, positive, model.no_components,
+                                   work.positive_buffer, &positive_bias)
+    warp_against(model, work, user, user_repr, positive, positive_repr, work.scored[chosen].score, 1.0)
+
+
+cdef void fill_side(FeatureSide* side, object features, tuple parameters, float alpha):
+    """Point ``side`` at the arrays of one side (users or items); requires the GIL."""
+    cdef const int[::1] indptr
+    cdef const int[::1] indices
+    cdef const float[::1] values
+    cdef float[:, ::1] embeddings = parameters[0]
+    cdef float[::1] biases = parameters[1]
+    cdef float[:, ::1] embedding_acc = parameters[2]
+    cdef float[::1] bias_acc = parameters[3]
+    cdef float[:, ::1] embedding_momentum
+    cdef float[::1] bias_momentum
+    side.embeddings = &embeddings[0, 0]
+    side.biases = &biases[0]
+    side.embedding_acc = &embedding_acc[0, 0]
+    side.bias_acc = &bias_acc[0]
+    side.embedding_momentum = NULL
+    side.bias_momentum = NULL
+    if parameters[4] is not None:
+        embedding_momentum = parameters[4]
+        bias_momentum = parameters[5]
+        side.embedding_momentum = &embedding_momentum[0, 0]
+        side.bias_momentum = &bias_momentum[0]
+    side.alpha = alpha
+    if features is None:
+        side.identity = 1
+        side.indptr = NULL
+        side.indices = NULL
+        side.values = NULL
+    else:
+        side.identity = 0
+        indptr = features[0]
+        indices = features[1]
+        values = features[2]
+        side.indptr = &indptr[0]
+        # an empty feature matrix has no entries to point at; its rows are then all empty
+        side.indices = &indices[0] if indices.shape[0] > 0 else NULL
+        side.values = &values[0] if values.shape[0] > 0 else NULL
+
+
+def run_epoch(int loss,
+              const int[::1] example_users,
+              const int[::1] example_items,
+              const float[::1] example_labels,
+              const float[::1] example_weights,
+              const int[::1] order,
+              const int[::1] positive_indptr,
+              const int[::1] positive_indices,
+              object user_features, tuple user_parameters, float user_alpha,
+              object item_features, tuple item_parameters, float item_alpha,
+              int n_items, int no_components, bint adadelta,
+              float learning_rate, float rho, float epsilon,
+              int max_sampled, int k, int n,
+              unsigned long long seed, int num_threads,
+              const int[::1] script=None):
+    """Run one epoch of Hogwild SGD, updating the parameter arrays in place.
+
+    Parameters
+    ----------
+    loss : int
+        One of ``LOGISTIC``, ``BPR``, ``WARP``, ``WARP_KOS``.
+    example_users, example_items : int32 array of shape (n_examples,)
+        The user and item of each training example (WARP-KOS uses only the user).
+    example_labels, example_weights : float32 array of shape (n_examples,)
+        Interaction value (logistic: > 0 positive) and sample weight of each example.
+    order : int32 array
+        Indices into the examples in the order to visit them (WARP-KOS visits each example's user).
+    positive_indptr, positive_indices : int32 arrays
+        CSR (users x items, sorted columns) of the positive interactions.
+    user_features, item_features : None or tuple of (indptr, indices, values)
+        CSR feature matrices; None is the identity fast path.
+    user_parameters, item_parameters : tuple of 6 arrays
+        (embeddings float32 (n_features, no_components), biases float32 (n_features,),
+        embedding accumulator, bias accumulator, embedding momentum or None, bias momentum or None).
+    script : int32 array, optional
+        Test hook: draws returned, in order, instead of random ones (single thread only).
+    """
+    cdef Model model
+    cdef Py_ssize_t position, n_visits = order.shape[0]
+    cdef int thread, example
+    cdef int[1] allocation_failed
+    cdef Workspace* work
+    cdef int scored_capacity = n if loss == C_WARP_KOS else 1
+    cdef const int* script_pointer = NULL
+    cdef Py_ssize_t script_length = 0
+    if script is not None and script.shape[0] > 0:
+        script_pointer = &script[0]
+        script_length = script.shape[0]
+
+    fill_side(&model.users, user_features, user_parameters, user_alpha)
+    fill_side(&model.items, item_features, item_parameters, item_alpha)
+    model.no_components = no_components
+    model.adadelta = adadelta
+    model.learning_rate = learning_rate
+    model.rho = rho
+    model.epsilon = epsilon
+    model.n_items = n_items
+    model.max_sampled = max_sampled
+    model.k = k
+    model.n = n
+    model.positive_indptr = &positive_indptr[0]
+    model.positive_indices = &positive_indices[0] if positive_indices.shape[0] > 0 else NULL
+    allocation_failed[0] = 0
+    if n_visits == 0:
+        return
+
+    with nogil, parallel(num_threads=num_threads):
+        thread = threadid()
+        work = <Workspace*>malloc(sizeof(Workspace))
+        if work != NULL:
+            work.user_buffer = <float*>malloc(6 * no_components * sizeof(float))
+            work.scored = <ScoredItem*>malloc(scored_capacity * sizeof(ScoredItem))
+            if work.user_buffer == NULL or work.scored == NULL:
+                free(work.user_buffer)
+                free(work.scored)
+                free(work)
+                work = NULL
+        if work == NULL:
+            allocation_failed[0] = 1
+        else:
+            work.positive_buffer = work.user_buffer + no_components
+            work.negative_buffer = work.user_buffer + 2 * no_components
+            work.user_gradient = work.user_buffer + 3 * no_components
+            work.positive_gradient = work.user_buffer + 4 * no_components
+            work.negative_gradient = work.user_buffer + 5 * no_components
+            sampler_init(&work.sampler, seed, thread)
+            if thread == 0:
+                work.sampler.script = script_pointer
+                work.sampler.script_length = script_length
+
+        for position in prange(n_visits, schedule="static"):
+            if work == NULL:
+                continue
+            example = order[position]
+            if loss == C_WARP:
+                warp_step(&model, work, example_users[example], example_items[example],
+                          example_weights[example])
+            elif loss == C_BPR:
+                bpr_step(&model, work, example_users[example], example_items[example],
+                         example_weights[example])
+            elif loss == C_LOGISTIC:
+                logistic_step(&model, work, example_users[example], example_items[example],
+                              example_labels[example], example_weights[example])
+            else:
+                warp_kos_step(&model, work, example_users[example])
+
+        if work != NULL:
+            free(work.user_buffer)
+            free(work.scored)
+            free(work)
+
+    if allocation_failed[0]:
+        raise MemoryError("fastrank could not allocate per-thread training buffers")

@@ -1,0 +1,221 @@
+"""Input checks and conversions shared by every public entry point.
+
+Everything that reaches a ``nogil`` kernel passes through here first: matrices become canonical
+CSR (int32 indices, float32 values, duplicates summed, columns sorted, all values finite) and id
+arrays become range-checked int32. Problems raise ``TypeError`` (wrong kind of object) or
+``ValueError`` (right kind, bad content) naming the argument.
+"""
+
+import numbers
+
+import numpy as np
+import scipy.sparse as sp
+
+INT32_MAX = np.iinfo(np.int32).max
+
+
+def is_integer(value):
+    """True for Python and numpy integers, but not for bools."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def is_real(value):
+    """True for Python and numpy real numbers, but not for bools."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def to_csr(matrix, name):
+    """Convert a sparse matrix or dense 2-D array to canonical float32 CSR.
+
+    Parameters
+    ----------
+    matrix : scipy sparse matrix/array of any format, or array-like of shape (n_rows, n_cols)
+        Numeric values; duplicate entries are summed.
+    name : str
+        Argument name used in error messages.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix of shape (n_rows, n_cols), float32
+        With int32 ``indptr``/``indices``, sorted column indices, no duplicates and finite values.
+
+    Raises
+    ------
+    TypeError
+        If ``matrix`` is not a matrix of numbers.
+    ValueError
+        If it is not 2-D, has an empty dimension, is too large for int32 indices, or holds NaN/inf.
+    """
+    if matrix is None:
+        raise TypeError(f"{name} must be a scipy sparse matrix or a 2-D array, got None")
+    if sp.issparse(matrix):
+        if matrix.ndim != 2:
+            raise ValueError(f"{name} must be 2-D, got {matrix.ndim} dimensions")
+        dtype = matrix.dtype
+    else:
+        if isinstance(matrix, (str, bytes, dict, set)):
+            raise TypeError(f"{name} must be a scipy sparse matrix or a 2-D array, got {type(matrix).__name__}")
+        try:
+            dense = np.asarray(matrix)
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"{name} must be a scipy sparse matrix or a 2-D array: {error}") from None
+        if dense.ndim != 2:
+            raise ValueError(f"{name} must be 2-D, got an array with {dense.ndim} dimension(s)")
+        dtype = dense.dtype
+    if not (np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.bool_)) or np.issubdtype(
+        dtype, np.complexfloating
+    ):
+        raise TypeError(f"{name} must hold real numbers, got dtype {dtype}")
+    n_rows, n_cols = matrix.shape if sp.issparse(matrix) else dense.shape
+    if n_rows == 0 or n_cols == 0:
+        raise ValueError(f"{name} is empty: shape {(n_rows, n_cols)}")
+    if n_rows >= INT32_MAX or n_cols >= INT32_MAX:
+        raise ValueError(f"{name} has shape {(n_rows, n_cols)}; each dimension must be below 2**31 - 1")
+    if sp.issparse(matrix):
+        csr = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
+    else:
+        if np.issubdtype(dtype, np.floating) and not np.all(np.isfinite(dense)):
+            raise ValueError(f"{name} contains NaN or infinite values")
+        csr = sp.csr_matrix(dense.astype(np.float32, copy=False))
+    if csr.nnz >= INT32_MAX:
+        raise ValueError(f"{name} has {csr.nnz} entries; at most 2**31 - 2 are supported")
+    csr.sum_duplicates()  # also sorts the column indices
+    if not np.all(np.isfinite(csr.data)):
+        raise ValueError(f"{name} contains NaN or infinite values (or values too large for float32)")
+    csr.indptr = csr.indptr.astype(np.int32, copy=False)
+    csr.indices = csr.indices.astype(np.int32, copy=False)
+    return csr
+
+
+def check_interactions(interactions, name="interactions"):
+    """Canonical CSR of an interaction matrix that must have at least one entry."""
+    csr = to_csr(interactions, name)
+    if csr.nnz == 0:
+        raise ValueError(f"{name} has no entries")
+    return csr
+
+
+def is_identity_pattern(csr):
+    """True when row ``r`` of ``csr`` is exactly feature ``r`` with weight 1 (an identity matrix,
+    possibly with unused extra columns): such matrices take the kernels' direct-index path."""
+    n_rows = csr.shape[0]
+    return (
+        csr.shape[1] >= n_rows
+        and csr.nnz == n_rows
+        and np.array_equal(csr.indptr, np.arange(n_rows + 1))
+        and np.array_equal(csr.indices, np.arange(n_rows))
+        and bool(np.all(csr.data == 1.0))
+    )
+
+
+def check_features(features, n_rows, name, n_columns=None):
+    """Validate an optional feature matrix.
+
+    Parameters
+    ----------
+    features : None, scipy sparse matrix or array-like of shape (n_rows, n_features)
+    n_rows : int or None
+        Required number of rows (users or items); None skips the check.
+    name : str
+        Argument name used in error messages.
+    n_columns : int, optional
+        Required number of columns (the model's feature count).
+
+    Returns
+    -------
+    csr_matrix or None
+        Canonical CSR, or None for "no features" (the identity).
+    """
+    if features is None:
+        return None
+    csr = to_csr(features, name)
+    if n_rows is not None and csr.shape[0] != n_rows:
+        relation = "too few" if csr.shape[0] < n_rows else "too many"
+        raise ValueError(f"{name} has {relation} rows: {csr.shape[0]}, expected {n_rows}")
+    if n_columns is not None and csr.shape[1] != n_columns:
+        raise ValueError(
+            f"{name} has {csr.shape[1]} columns but the model was trained with {n_columns} features"
+        )
+    return csr
+
+
+def csr_arrays(csr):
+    """The (indptr, indices, values) of a canonical CSR as contiguous int32/int32/float32 arrays,
+    or None when ``csr`` is None."""
+    if csr is None:
+        return None
+    return (
+        np.ascontiguousarray(csr.indptr, dtype=np.int32),
+        np.ascontiguousarray(csr.indices, dtype=np.int32),
+        np.ascontiguousarray(csr.data, dtype=np.float32),
+    )
+
+
+def check_sample_weight(sample_weight, interactions):
+    """Per-entry weights aligned with ``interactions.data``.
+
+    Parameters
+    ----------
+    sample_weight : scipy sparse matrix or array-like, same shape and sparsity pattern as interactions
+    interactions : canonical CSR from :func:`check_interactions`
+
+    Returns
+    -------
+    float32 array of shape (interactions.nnz,)
+    """
+    weights = to_csr(sample_weight, "sample_weight")
+    if weights.shape != interactions.shape:
+        raise ValueError(
+            f"sample_weight has shape {weights.shape}, interactions has shape {interactions.shape}"
+        )
+    if not (
+        np.array_equal(weights.indptr, interactions.indptr)
+        and np.array_equal(weights.indices, interactions.indices)
+    ):
+        raise ValueError("sample_weight must have the same sparsity pattern (the same entries) as interactions")
+    if np.any(weights.data < 0):
+        raise ValueError("sample_weight must not contain negative weights")
+    return np.ascontiguousarray(weights.data, dtype=np.float32)
+
+
+def check_ids(ids, name):
+    """Convert ids to a 1-D int32 array of non-negative values.
+
+    Raises
+    ------
+    TypeError
+        If ``ids`` are not integers.
+    ValueError
+        If ids are negative, do not fit in int32, or the array is not 1-D.
+    """
+    if is_integer(ids):
+        ids = [ids]
+    if isinstance(ids, (str, bytes)) or ids is None:
+        raise TypeError(f"{name} must be an integer or an array of integers, got {type(ids).__name__}")
+    array = np.asarray(ids)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got {array.ndim} dimension(s)")
+    if array.size == 0:
+        return np.zeros(0, dtype=np.int32)
+    if not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"{name} must be integers, got dtype {array.dtype}")
+    if array.min() < 0:
+        raise ValueError(f"{name} contains a negative id: {array.min()}")
+    if array.max() > INT32_MAX:
+        raise ValueError(f"{name} contains id {array.max()} which overflows int32")
+    return np.ascontiguousarray(array, dtype=np.int32)
+
+
+def check_id_range(ids, upper, name, what):
+    """Raise ``ValueError`` unless every id is below ``upper``."""
+    if ids.size and ids.max() >= upper:
+        raise ValueError(f"{name} contains id {ids.max()} but only {upper} {what} are known (ids 0..{upper - 1})")
+
+
+def check_positive_int(value, name):
+    """Raise unless ``value`` is an integer >= 1; returns it as int."""
+    if not is_integer(value):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
