@@ -1,0 +1,426 @@
+"""The FastRank estimator contract: parameters, training state, prediction, persistence."""
+
+import builtins
+import copy
+import pickle
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import fastrank
+from fastrank import FastRank
+
+LOSSES = ["warp", "bpr", "logistic", "warp-kos"]
+ARRAYS = ["user_embeddings", "user_biases", "item_embeddings", "item_biases"]
+STATE_ARRAYS = ARRAYS + [
+    "_user_embedding_acc", "_user_bias_acc", "_item_embedding_acc", "_item_bias_acc",
+    "_user_embedding_momentum", "_user_bias_momentum", "_item_embedding_momentum", "_item_bias_momentum",
+]
+
+
+def random_interactions(n_users=30, n_items=20, density=0.2, seed=0, negatives=False):
+    rng = np.random.default_rng(seed)
+    dense = (rng.random((n_users, n_items)) < density).astype(np.float32)
+    dense[np.arange(n_users), rng.integers(0, n_items, n_users)] = 1.0  # every user has a positive
+    if negatives:
+        dense[(rng.random((n_users, n_items)) < 0.1) & (dense == 0)] = -1.0
+    return sp.coo_matrix(dense)
+
+
+def random_features(n_rows, n_features, seed=0):
+    rng = np.random.default_rng(seed)
+    dense = (rng.random((n_rows, n_features)) < 0.3) * rng.random((n_rows, n_features))
+    dense[np.arange(n_rows), rng.integers(0, n_features, n_rows)] += 1.0
+    return sp.csr_matrix(dense.astype(np.float32))
+
+
+def assert_same_state(first, second):
+    for name in STATE_ARRAYS:
+        a, b = getattr(first, name), getattr(second, name)
+        if a is None or b is None:
+            assert a is None and b is None, name
+        else:
+            assert a.dtype == b.dtype and np.array_equal(a, b), name
+
+
+# ---------------------------------------------------------------- scikit-learn contract
+
+def test_init_only_stores_parameters():
+    model = FastRank(loss="not-a-loss", no_components=-3, random_state="x")
+    assert model.loss == "not-a-loss" and model.no_components == -3 and model.random_state == "x"
+    assert getattr(model, "item_embeddings", None) is None
+
+
+def test_default_parameters_match_lightfm():
+    expected = dict(no_components=10, k=5, n=10, learning_schedule="adagrad", loss="logistic",
+                    learning_rate=0.05, rho=0.95, epsilon=1e-6, item_alpha=0.0, user_alpha=0.0,
+                    max_sampled=10, random_state=None)
+    params = FastRank().get_params()
+    for name, value in expected.items():
+        assert params[name] == value, name
+
+
+def test_get_set_params_and_clone():
+    sklearn_base = pytest.importorskip("sklearn.base")
+    model = FastRank(no_components=7, loss="warp", random_state=3)
+    assert model.set_params(learning_rate=0.1) is model
+    assert model.get_params()["learning_rate"] == 0.1
+    clone = sklearn_base.clone(model)
+    assert clone is not model and clone.get_params() == model.get_params()
+    with pytest.raises(ValueError, match="Invalid parameter"):
+        model.set_params(not_a_parameter=1)
+
+
+def test_clone_of_fitted_model_is_unfitted():
+    sklearn_base = pytest.importorskip("sklearn.base")
+    model = FastRank(random_state=0).fit(random_interactions())
+    clone = sklearn_base.clone(model)
+    with pytest.raises(ValueError, match="not fitted"):
+        clone.predict(0, [0])
+
+
+def test_repr_shows_changed_parameters():
+    assert repr(FastRank(loss="warp")) == "FastRank(loss='warp')"
+
+
+@pytest.mark.parametrize(
+    "random_state",
+    [None, 0, np.random.RandomState(0), np.random.default_rng(0)],
+    ids=["none", "int", "RandomState", "Generator"],
+)
+def test_random_state_kinds(random_state):
+    model = FastRank(loss="warp", random_state=random_state).fit(random_interactions(), epochs=2)
+    assert np.all(np.isfinite(model.item_embeddings))
+
+
+def test_random_state_objects_are_resolved_in_fit():
+    first = FastRank(loss="bpr", random_state=np.random.RandomState(5)).fit(random_interactions())
+    second = FastRank(loss="bpr", random_state=np.random.RandomState(5)).fit(random_interactions())
+    assert_same_state(first, second)
+
+
+# ---------------------------------------------------------------- training
+
+@pytest.mark.parametrize("schedule", ["adagrad", "adadelta"])
+@pytest.mark.parametrize("loss", LOSSES)
+def test_same_seed_one_thread_is_bit_identical(loss, schedule):
+    interactions = random_interactions(negatives=True)
+    user_features = random_features(30, 8)
+    runs = [
+        FastRank(loss=loss, learning_schedule=schedule, random_state=11).fit(
+            interactions, user_features=user_features, epochs=3
+        )
+        for _ in range(2)
+    ]
+    assert_same_state(*runs)
+    different = FastRank(loss=loss, learning_schedule=schedule, random_state=12).fit(
+        interactions, user_features=user_features, epochs=3
+    )
+    assert not np.array_equal(different.item_embeddings, runs[0].item_embeddings)
+
+
+def test_fit_resets_but_fit_partial_continues():
+    interactions = random_interactions()
+    model = FastRank(loss="warp", random_state=0)
+    once = copy.deepcopy(model.fit(interactions, epochs=1))
+    model.fit(interactions, epochs=1)
+    assert_same_state(once, model)
+    model.fit_partial(interactions, epochs=1)
+    assert not np.array_equal(model.item_embeddings, once.item_embeddings)
+
+
+def test_two_fit_partial_calls_equal_one_fit_with_two_epochs():
+    interactions = random_interactions()
+    two_calls = FastRank(loss="warp", random_state=0)
+    two_calls.fit_partial(interactions, epochs=1).fit_partial(interactions, epochs=1)
+    one_call = FastRank(loss="warp", random_state=0).fit(interactions, epochs=2)
+    assert_same_state(two_calls, one_call)
+
+
+def test_partial_fit_is_an_alias():
+    assert FastRank.partial_fit is FastRank.fit_partial
+
+
+def test_explicit_identity_features_equal_no_features():
+    interactions = random_interactions()
+    plain = FastRank(loss="warp", random_state=0).fit(interactions, epochs=2)
+    explicit = FastRank(loss="warp", random_state=0).fit(
+        interactions, user_features=sp.identity(30, format="coo"), item_features=sp.identity(20), epochs=2
+    )
+    assert_same_state(plain, explicit)
+
+
+def test_features_path_learns_the_same_as_identity_in_another_feature_order():
+    """A permutation matrix as features must give the identity model's scores (general path)."""
+    interactions = random_interactions()
+    permutation = np.random.default_rng(1).permutation(20)
+    item_features = sp.csr_matrix((np.ones(20, np.float32), (np.arange(20), permutation)), shape=(20, 20))
+    model = FastRank(loss="logistic", random_state=0).fit(interactions, item_features=item_features, epochs=0)
+    identity = copy.deepcopy(model)
+    identity.item_embeddings = np.ascontiguousarray(model.item_embeddings[permutation])
+    identity.item_biases = np.ascontiguousarray(model.item_biases[permutation])
+    identity._item_embedding_acc = np.ascontiguousarray(model._item_embedding_acc[permutation])
+    identity._item_bias_acc = np.ascontiguousarray(model._item_bias_acc[permutation])
+    model.fit_partial(interactions, item_features=item_features, epochs=2)
+    identity.fit_partial(interactions, epochs=2)
+    users = np.repeat(np.arange(30), 20)
+    items = np.tile(np.arange(20), 30)
+    np.testing.assert_allclose(
+        model.predict(users, items, item_features=item_features), identity.predict(users, items), rtol=1e-5, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("schedule", ["adagrad", "adadelta"])
+def test_fit_partial_grows_users_items_and_features(schedule):
+    small = random_interactions(n_users=30, n_items=20)
+    model = FastRank(loss="warp", learning_schedule=schedule, no_components=6, random_state=0)
+    model.fit(small, user_features=random_features(30, 8), epochs=2)
+    before = copy.deepcopy(model)
+
+    big = random_interactions(n_users=40, n_items=25, seed=1)
+    big_user_features = sp.hstack([random_features(40, 8)[:, :8], random_features(40, 3, seed=2)]).tocsr()
+    model.fit_partial(big, user_features=big_user_features, epochs=0)
+    assert model.user_embeddings.shape == (11, 6) and model.item_embeddings.shape == (25, 6)
+    for name in STATE_ARRAYS:
+        old, new = getattr(before, name), getattr(model, name)
+        if old is None:
+            continue
+        assert np.array_equal(new[: old.shape[0]], old), name  # existing rows kept exactly
+        assert new.dtype == np.float32 and new.flags.c_contiguous
+    fresh = FastRank(loss="warp", learning_schedule=schedule, no_components=6, random_state=0)
+    fresh.fit(small, epochs=0)
+    for name in STATE_ARRAYS[4:]:
+        new_rows = getattr(model, name)
+        if new_rows is None:
+            continue
+        assert np.all(new_rows[-3:] == getattr(fresh, name)[0]), name  # accumulators start like fresh rows
+    assert np.all(model.item_biases[20:] == 0)
+    assert np.all(np.abs(model.item_embeddings[20:]) <= 0.5 / 6)
+    model.fit_partial(big, user_features=big_user_features, epochs=2)
+    assert np.all(np.isfinite(model.predict(39, np.arange(25), user_features=big_user_features)))
+
+
+def test_new_rows_added_by_fit_partial_learn():
+    """After growing, the new rows train: predictions for a new user depend on its data."""
+    model = FastRank(loss="warp", random_state=0).fit(random_interactions(30, 20), epochs=3)
+    bigger = random_interactions(35, 20, seed=3)
+    model.fit_partial(bigger, epochs=10)
+    seen = bigger.tocsr()[34].indices
+    scores = model.predict(34, np.arange(20))
+    assert scores[seen].mean() > np.delete(scores, seen).mean()
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_training_improves_ranking_of_training_data(loss):
+    interactions = random_interactions(n_users=40, n_items=30, density=0.15)
+    model = FastRank(loss=loss, no_components=8, random_state=0).fit(interactions, epochs=0)
+    before = model.predict_rank(interactions).data.mean()
+    model.fit_partial(interactions, epochs=30)
+    assert model.predict_rank(interactions).data.mean() < 0.7 * before
+
+
+def test_sample_weight_changes_training_and_zero_weight_freezes_it():
+    interactions = random_interactions()
+    weights = interactions.copy()
+    weights.data = np.full(weights.nnz, 2.0, np.float32)
+    base = FastRank(loss="bpr", random_state=0).fit(interactions, epochs=1)
+    weighted = FastRank(loss="bpr", random_state=0).fit(interactions, sample_weight=weights, epochs=1)
+    assert not np.array_equal(base.item_embeddings, weighted.item_embeddings)
+    weights.data[:] = 0.0
+    untouched = FastRank(loss="warp", random_state=0).fit(interactions, epochs=0)
+    frozen = FastRank(loss="warp", random_state=0).fit(interactions, sample_weight=weights, epochs=1)
+    np.testing.assert_array_equal(untouched.item_embeddings, frozen.item_embeddings)
+
+
+def test_divergence_raises_a_helpful_error():
+    model = FastRank(loss="logistic", learning_rate=1e38, random_state=0)
+    with pytest.raises(ValueError, match="learning_rate"):
+        model.fit(random_interactions(negatives=True), epochs=5)
+
+
+def test_verbose_prints_a_line_per_epoch_without_tqdm(monkeypatch, capsys):
+    real_import = builtins.__import__
+
+    def no_tqdm(name, *args, **kwargs):
+        if name.startswith("tqdm"):
+            raise ImportError("tqdm hidden by the test")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tqdm)
+    FastRank(random_state=0).fit(random_interactions(), epochs=3, verbose=True)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines == ["Epoch 1/3 done", "Epoch 2/3 done", "Epoch 3/3 done"]
+
+
+def test_verbose_uses_tqdm_when_installed(capsys):
+    pytest.importorskip("tqdm")
+    FastRank(random_state=0).fit(random_interactions(), epochs=2, verbose=True)
+    assert "Epoch" in capsys.readouterr().err
+
+
+def test_openmp_flag_and_fallback_warning(monkeypatch):
+    assert isinstance(fastrank.openmp_enabled(), bool)
+    monkeypatch.setattr(fastrank._estimator._sgd, "openmp_enabled", lambda: False)
+    with pytest.warns(RuntimeWarning, match="without OpenMP"):
+        FastRank(random_state=0).fit(random_interactions(), num_threads=2)
+
+
+# ---------------------------------------------------------------- prediction
+
+def manual_scores(model, users, items, user_features=None, item_features=None):
+    ub, ue = model.user_biases, model.user_embeddings
+    ib, ie = model.item_biases, model.item_embeddings
+    if user_features is not None:
+        ub, ue = user_features @ ub, user_features @ ue
+    if item_features is not None:
+        ib, ie = item_features @ ib, item_features @ ie
+    return np.sum(ue[users] * ie[items], axis=1) + ub[users] + ib[items]
+
+
+def test_predict_matches_representations_with_and_without_features():
+    interactions = random_interactions()
+    user_features, item_features = random_features(30, 8), random_features(20, 5, seed=1)
+    model = FastRank(loss="warp", random_state=0).fit(
+        interactions, user_features=user_features, item_features=item_features, epochs=3
+    )
+    users = np.array([0, 5, 29, 29])
+    items = np.array([19, 0, 3, 3])
+    scores = model.predict(users, items, item_features=item_features, user_features=user_features)
+    assert scores.dtype == np.float32 and scores.shape == (4,)
+    np.testing.assert_allclose(scores, manual_scores(model, users, items, user_features, item_features),
+                               rtol=1e-5, atol=1e-6)
+    biases, embeddings = model.get_user_representations(user_features)
+    np.testing.assert_allclose(embeddings, user_features @ model.user_embeddings, rtol=1e-6)
+    np.testing.assert_allclose(biases, user_features @ model.user_biases, rtol=1e-6, atol=1e-7)
+    biases, embeddings = model.get_item_representations()
+    np.testing.assert_array_equal(embeddings, model.item_embeddings)
+    assert embeddings.dtype == np.float32 and biases.dtype == np.float32
+
+
+def test_predict_broadcasts_an_int_user_and_threads_agree():
+    model = FastRank(loss="bpr", random_state=0).fit(random_interactions(), epochs=2)
+    items = np.arange(20)
+    one = model.predict(3, items)
+    np.testing.assert_array_equal(one, model.predict(np.full(20, 3), items))
+    np.testing.assert_array_equal(one, model.predict(np.int64(3), items, num_threads=2))
+    np.testing.assert_allclose(one, manual_scores(model, np.full(20, 3), items), rtol=1e-5, atol=1e-6)
+
+
+def brute_force_ranks(model, test, train):
+    test, train = test.tocsr(), train.tocsr()
+    expected = []
+    for user in range(test.shape[0]):
+        scores = model.predict(user, np.arange(test.shape[1])).astype(np.float64)
+        candidates = np.ones(test.shape[1], bool)
+        candidates[train[user].indices] = False
+        for item in test[user].indices:
+            expected.append(np.sum(scores[candidates] > scores[item]))
+    return np.array(expected, dtype=np.float32)
+
+
+@pytest.mark.parametrize("num_threads", [1, 2])
+def test_predict_rank_matches_brute_force(num_threads):
+    interactions = random_interactions(density=0.3).tocsr()
+    rng = np.random.default_rng(0)
+    in_test = rng.random(interactions.nnz) < 0.3
+    test = interactions.copy()
+    test.data = in_test.astype(np.float32)
+    test.eliminate_zeros()
+    train = interactions - test
+    train.eliminate_zeros()
+    model = FastRank(loss="warp", random_state=0).fit(train, epochs=3)
+    ranks = model.predict_rank(test, train, num_threads=num_threads)
+    assert ranks.dtype == np.float32 and ranks.shape == test.shape
+    assert np.array_equal(ranks.indptr, test.indptr) and np.array_equal(ranks.indices, test.indices)
+    np.testing.assert_array_equal(ranks.data, brute_force_ranks(model, test, train))
+    with pytest.raises(ValueError, match="share"):
+        model.predict_rank(interactions, train)
+    model.predict_rank(interactions, train, check_intersections=False)
+
+
+def test_ties_get_the_better_rank():
+    model = FastRank(no_components=2, random_state=0).fit(random_interactions(n_users=2, n_items=4), epochs=0)
+    model.item_embeddings[:] = 0
+    model.item_biases[:] = np.array([1.0, 1.0, 0.0, 2.0], np.float32)
+    test = sp.csr_matrix(np.array([[1, 1, 1, 1], [0, 0, 0, 0]], np.float32))
+    ranks = model.predict_rank(test)
+    np.testing.assert_array_equal(ranks.data, [1, 1, 3, 0])
+
+
+# ---------------------------------------------------------------- persistence
+
+@pytest.mark.parametrize("schedule", ["adagrad", "adadelta"])
+def test_save_load_round_trip_is_exact(tmp_path, schedule):
+    interactions = random_interactions()
+    item_features = random_features(20, 6)
+    model = FastRank(loss="warp-kos", learning_schedule=schedule, no_components=5, random_state=4)
+    model.fit(interactions, item_features=item_features, epochs=2)
+    path = tmp_path / "model.npz"
+    model.save(path)
+    loaded = FastRank.load(path)
+    assert loaded.get_params() == model.get_params()
+    assert_same_state(model, loaded)
+    users, items = np.repeat(np.arange(30), 20), np.tile(np.arange(20), 30)
+    np.testing.assert_array_equal(
+        loaded.predict(users, items, item_features=item_features),
+        model.predict(users, items, item_features=item_features),
+    )
+    # Training continues identically, because the random generator state is saved too.
+    model.fit_partial(interactions, item_features=item_features, epochs=1)
+    loaded.fit_partial(interactions, item_features=item_features, epochs=1)
+    assert_same_state(model, loaded)
+
+
+def test_load_rejects_truncated_and_foreign_files(tmp_path):
+    model = FastRank(random_state=0).fit(random_interactions())
+    path = tmp_path / "model.npz"
+    model.save(path)
+    data = path.read_bytes()
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError):
+        FastRank.load(truncated)
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, a=np.arange(3))
+    with pytest.raises(ValueError, match="not a fastrank model"):
+        FastRank.load(foreign)
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"this is not a zip file at all")
+    with pytest.raises(ValueError):
+        FastRank.load(garbage)
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, metadata=np.array([{"format": "fastrank-model"}], dtype=object))
+    with pytest.raises(ValueError):
+        FastRank.load(pickled)
+
+
+def test_load_rejects_inconsistent_arrays(tmp_path):
+    model = FastRank(random_state=0).fit(random_interactions())
+    path = tmp_path / "model.npz"
+    model.save(path)
+    with np.load(path) as archive:
+        contents = dict(archive)
+    contents["item_embeddings"] = contents["item_embeddings"][:, :3]
+    broken = tmp_path / "broken.npz"
+    np.savez(broken, **contents)
+    with pytest.raises(ValueError, match="item_embeddings"):
+        FastRank.load(broken)
+
+
+def test_save_writes_exactly_the_given_path(tmp_path):
+    model = FastRank(random_state=0).fit(random_interactions())
+    path = tmp_path / "model.bin"
+    model.save(str(path))
+    assert path.exists() and not (tmp_path / "model.bin.npz").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["model.bin"]
+
+
+def test_pickle_round_trip_is_exact():
+    model = FastRank(loss="bpr", random_state=0).fit(random_interactions(), epochs=2)
+    restored = pickle.loads(pickle.dumps(model))
+    assert_same_state(model, restored)
+    np.testing.assert_array_equal(restored.predict(0, np.arange(20)), model.predict(0, np.arange(20)))
+    model.fit_partial(random_interactions(), epochs=1)
+    restored.fit_partial(random_interactions(), epochs=1)
+    assert_same_state(model, restored)
