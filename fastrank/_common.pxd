@@ -14,8 +14,17 @@ cdef extern from *:
     #else
     #define FASTRANK_HAVE_OPENMP 0
     #endif
+    #if defined(__GNUC__) || defined(__clang__)
+    #define FASTRANK_PREFETCH(address) __builtin_prefetch((const void*)(address))
+    #elif defined(_MSC_VER)
+    #include <xmmintrin.h>
+    #define FASTRANK_PREFETCH(address) _mm_prefetch((const char*)(address), _MM_HINT_T0)
+    #else
+    #define FASTRANK_PREFETCH(address) ((void)0)
+    #endif
     """
     int FASTRANK_HAVE_OPENMP
+    void FASTRANK_PREFETCH(const void* address) noexcept nogil
 
 
 # A feature matrix as raw CSR pointers, plus the parameters of its features.  ``identity`` means
@@ -69,6 +78,28 @@ cdef inline int draw_below(Sampler* sampler, int upper) noexcept nogil:
         sampler.script_position += 1
         return scripted % upper
     return <int>(splitmix64(&sampler.state) % <uint64_t>upper)
+
+
+cdef inline int peek_below(const Sampler* sampler, int upper, int ahead) noexcept nogil:
+    """The draw that :func:`draw_below` will return ``ahead`` calls from now (``ahead`` >= 1),
+    without consuming anything: splitmix64 is a counter, so the future is cheap to compute.
+    Used only to prefetch; a wrong guess costs nothing but the prefetch."""
+    cdef uint64_t state
+    cdef Py_ssize_t position
+    if sampler.script != NULL:
+        position = sampler.script_position + ahead - 1
+        if position < sampler.script_length:
+            return sampler.script[position] % upper
+        return 0
+    state = sampler.state + <uint64_t>(ahead - 1) * <uint64_t>0x9E3779B97F4A7C15ULL
+    return <int>(splitmix64(&state) % <uint64_t>upper)
+
+
+cdef inline void prefetch_floats(const float* start, int count) noexcept nogil:
+    """Ask for the cache lines holding ``start[0:count]``."""
+    cdef int offset
+    for offset in range(0, count, 16):
+        FASTRANK_PREFETCH(start + offset)
 
 
 cdef inline float dot(const float* a, const float* b, int n) noexcept nogil:

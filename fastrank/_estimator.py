@@ -440,14 +440,14 @@ class FastRank:
             script=_script,
         )
         for _ in _epoch_range(epochs, verbose):
-            order = self._rng.permutation(examples["users"].shape[0]).astype(np.int32)
+            order = self._rng.permutation(examples["users"].shape[0])
             seed = int(self._rng.integers(0, 2**63))
+            # The kernel walks the examples in memory order, so they are gathered shuffled.
             _sgd.run_epoch(
-                example_users=examples["users"],
-                example_items=examples["items"],
-                example_labels=examples["labels"],
-                example_weights=examples["weights"],
-                order=order,
+                example_users=examples["users"][order],
+                example_items=examples["items"][order],
+                example_labels=examples["labels"][order],
+                example_weights=examples["weights"][order],
                 seed=seed,
                 **kernel_arguments,
             )

@@ -14,7 +14,8 @@ from libc.stdint cimport uint64_t
 from libc.stdlib cimport malloc, free, qsort
 
 from fastrank._common cimport (
-    FASTRANK_HAVE_OPENMP, FeatureSide, Sampler, sampler_init, draw_below, dot, representation,
+    FASTRANK_HAVE_OPENMP, FASTRANK_PREFETCH, FeatureSide, Sampler, sampler_init, draw_below, peek_below, prefetch_floats,
+    dot, representation,
 )
 
 cdef enum:
@@ -34,6 +35,8 @@ cdef float MAX_LOSS = 10.0
 # A BPR example whose user has interacted with (nearly) every item is skipped after this many
 # draws that all hit positives, instead of looping forever.
 cdef int BPR_TRIES = 100
+# How many WARP candidates ahead of the one being scored are prefetched.
+cdef int PREFETCH_DRAWS = 4
 MAX_BPR_TRIES = BPR_TRIES
 
 
@@ -184,6 +187,9 @@ cdef inline void bpr_step(Model* model, Workspace* work, int user, int positive,
     cdef const float* user_repr
     cdef const float* positive_repr
     cdef const float* negative_repr
+    # This example's negative and, most likely, the next example's.
+    prefetch_candidate(model, work, 1)
+    prefetch_candidate(model, work, 2)
     for tries in range(BPR_TRIES):
         negative = draw_below(&work.sampler, model.n_items)
         if not is_positive(model, user, negative):
@@ -202,6 +208,15 @@ cdef inline void bpr_step(Model* model, Workspace* work, int user, int positive,
                     weight * sigmoid(negative_score - positive_score))
 
 
+cdef inline void prefetch_candidate(const Model* model, Workspace* work, int ahead) noexcept nogil:
+    """Prefetch the item that the sampler will draw ``ahead`` draws from now."""
+    cdef int item
+    if model.items.identity:
+        item = peek_below(&work.sampler, model.n_items, ahead)
+        prefetch_floats(model.items.embeddings + <Py_ssize_t>item * model.no_components, model.no_components)
+        FASTRANK_PREFETCH(model.items.biases + item)
+
+
 cdef inline void warp_against(Model* model, Workspace* work, int user, const float* user_repr,
                               int positive, const float* positive_repr, float positive_score,
                               float weight) noexcept nogil:
@@ -211,6 +226,9 @@ cdef inline void warp_against(Model* model, Workspace* work, int user, const flo
     cdef const float* negative_repr
     for sampled in range(1, model.max_sampled + 1):
         negative = draw_below(&work.sampler, model.n_items)
+        if sampled + PREFETCH_DRAWS <= model.max_sampled:
+            # Random item rows miss the cache: keep a few future candidates on their way.
+            prefetch_candidate(model, work, PREFETCH_DRAWS)
         negative_repr = representation(&model.items, negative, model.no_components,
                                        work.negative_buffer, &negative_bias)
         negative_score = dot(user_repr, negative_repr, model.no_components) + negative_bias
@@ -229,6 +247,9 @@ cdef inline void warp_against(Model* model, Workspace* work, int user, const flo
 
 cdef inline void warp_step(Model* model, Workspace* work, int user, int positive, float weight) noexcept nogil:
     cdef float user_bias, positive_bias
+    cdef int ahead
+    for ahead in range(1, min(PREFETCH_DRAWS, model.max_sampled) + 1):
+        prefetch_candidate(model, work, ahead)
     cdef const float* user_repr = representation(&model.users, user, model.no_components,
                                                  work.user_buffer, &user_bias)
     cdef const float* positive_repr = representation(&model.items, positive, model.no_components,
@@ -248,6 +269,23 @@ cdef int compare_scored_descending(const void* left, const void* right) noexcept
     return (a.item > b.item) - (a.item < b.item)
 
 
+cdef inline void sort_scored_descending(ScoredItem* scored, int count) noexcept nogil:
+    """Sort by descending score, ties by item id: insertion sort for the usual handful of
+    samples, qsort beyond."""
+    cdef int i, j
+    cdef ScoredItem current
+    if count > 32:
+        qsort(scored, count, sizeof(ScoredItem), compare_scored_descending)
+        return
+    for i in range(1, count):
+        current = scored[i]
+        j = i - 1
+        while j >= 0 and compare_scored_descending(&scored[j], &current) > 0:
+            scored[j + 1] = scored[j]
+            j -= 1
+        scored[j + 1] = current
+
+
 cdef inline void warp_kos_step(Model* model, Workspace* work, int user) noexcept nogil:
     """k-OS WARP: the k-th best of up to n sampled positives is the positive of a WARP step."""
     cdef int start = model.positive_indptr[user], count = model.positive_indptr[user + 1] - start
@@ -258,6 +296,11 @@ cdef inline void warp_kos_step(Model* model, Workspace* work, int user) noexcept
     if count == 0:
         return
     sampled_count = model.n if model.n < count else count
+    if model.items.identity:
+        for j in range(sampled_count):
+            positive = model.positive_indices[start + peek_below(&work.sampler, count, j + 1)]
+            prefetch_floats(model.items.embeddings + <Py_ssize_t>positive * model.no_components,
+                            model.no_components)
     user_repr = representation(&model.users, user, model.no_components, work.user_buffer, &user_bias)
     for j in range(sampled_count):
         positive = model.positive_indices[start + draw_below(&work.sampler, count)]
@@ -265,12 +308,36 @@ cdef inline void warp_kos_step(Model* model, Workspace* work, int user) noexcept
                                        work.positive_buffer, &positive_bias)
         work.scored[j].score = dot(user_repr, positive_repr, model.no_components) + positive_bias
         work.scored[j].item = positive
-    qsort(work.scored, sampled_count, sizeof(ScoredItem), compare_scored_descending)
+    sort_scored_descending(work.scored, sampled_count)
     chosen = (model.k if model.k < sampled_count else sampled_count) - 1
     positive = work.scored[chosen].item
     positive_repr = representation(&model.items, positive, model.no_components,
                                    work.positive_buffer, &positive_bias)
     warp_against(model, work, user, user_repr, positive, positive_repr, work.scored[chosen].score, 1.0)
+
+
+cdef inline void prefetch_side_row(const FeatureSide* side, int row, int no_components) noexcept nogil:
+    cdef Py_ssize_t offset
+    if side.identity:
+        offset = <Py_ssize_t>row * no_components
+        prefetch_floats(side.embeddings + offset, no_components)
+        prefetch_floats(side.embedding_acc + offset, no_components)
+        FASTRANK_PREFETCH(side.biases + row)
+        FASTRANK_PREFETCH(side.bias_acc + row)
+
+
+cdef inline void prefetch_example(const Model* model, int user, int item) noexcept nogil:
+    """Start loading the parameter rows and the positives of the next example while this one is
+    processed (its ``positive_indptr`` entry was prefetched one example earlier)."""
+    cdef int start = model.positive_indptr[user]
+    cdef int count = model.positive_indptr[user + 1] - start
+    prefetch_side_row(&model.users, user, model.no_components)
+    prefetch_side_row(&model.items, item, model.no_components)
+    if count > 0:
+        # the binary search touches the middle first, then one of the quarters
+        FASTRANK_PREFETCH(model.positive_indices + start + count // 2)
+        FASTRANK_PREFETCH(model.positive_indices + start + count // 4)
+        FASTRANK_PREFETCH(model.positive_indices + start + (3 * count) // 4)
 
 
 cdef void fill_side(FeatureSide* side, object features, tuple parameters, float alpha):
@@ -317,7 +384,6 @@ def run_epoch(int loss,
               const int[::1] example_items,
               const float[::1] example_labels,
               const float[::1] example_weights,
-              const int[::1] order,
               const int[::1] positive_indptr,
               const int[::1] positive_indices,
               object user_features, tuple user_parameters, float user_alpha,
@@ -334,11 +400,11 @@ def run_epoch(int loss,
     loss : int
         One of ``LOGISTIC``, ``BPR``, ``WARP``, ``WARP_KOS``.
     example_users, example_items : int32 array of shape (n_examples,)
-        The user and item of each training example (WARP-KOS uses only the user).
+        The user and item of each training example, in the (shuffled) order to visit them;
+        WARP-KOS uses only the user. Visiting memory in order lets the next example's parameter
+        rows be prefetched.
     example_labels, example_weights : float32 array of shape (n_examples,)
         Interaction value (logistic: > 0 positive) and sample weight of each example.
-    order : int32 array
-        Indices into the examples in the order to visit them (WARP-KOS visits each example's user).
     positive_indptr, positive_indices : int32 arrays
         CSR (users x items, sorted columns) of the positive interactions.
     user_features, item_features : None or tuple of (indptr, indices, values)
@@ -350,8 +416,8 @@ def run_epoch(int loss,
         Test hook: draws returned, in order, instead of random ones (single thread only).
     """
     cdef Model model
-    cdef Py_ssize_t position, n_visits = order.shape[0]
-    cdef int thread, example
+    cdef Py_ssize_t position, n_visits = example_users.shape[0]
+    cdef int thread
     cdef int[1] allocation_failed
     cdef Workspace* work
     cdef int scored_capacity = n if loss == C_WARP_KOS else 1
@@ -405,18 +471,21 @@ def run_epoch(int loss,
         for position in prange(n_visits, schedule="static"):
             if work == NULL:
                 continue
-            example = order[position]
+            if position + 2 < n_visits:
+                FASTRANK_PREFETCH(model.positive_indptr + example_users[position + 2])
+            if position + 1 < n_visits:
+                prefetch_example(&model, example_users[position + 1], example_items[position + 1])
             if loss == C_WARP:
-                warp_step(&model, work, example_users[example], example_items[example],
-                          example_weights[example])
+                warp_step(&model, work, example_users[position], example_items[position],
+                          example_weights[position])
             elif loss == C_BPR:
-                bpr_step(&model, work, example_users[example], example_items[example],
-                         example_weights[example])
+                bpr_step(&model, work, example_users[position], example_items[position],
+                         example_weights[position])
             elif loss == C_LOGISTIC:
-                logistic_step(&model, work, example_users[example], example_items[example],
-                              example_labels[example], example_weights[example])
+                logistic_step(&model, work, example_users[position], example_items[position],
+                              example_labels[position], example_weights[position])
             else:
-                warp_kos_step(&model, work, example_users[example])
+                warp_kos_step(&model, work, example_users[position])
 
         if work != NULL:
             free(work.user_buffer)
