@@ -14,7 +14,7 @@ from libc.stdint cimport uint64_t
 from libc.stdlib cimport malloc, free, qsort
 
 from fastrank._common cimport (
-    FASTRANK_HAVE_OPENMP, FASTRANK_PREFETCH, FeatureSide, Sampler, sampler_init, draw_below, peek_below, prefetch_floats,
+    FASTRANK_HAVE_OPENMP, FASTRANK_PREFETCH, FeatureSide, fastrank_adagrad_row, fastrank_pairwise_gradients, Sampler, sampler_init, draw_below, peek_below, prefetch_floats,
     dot, representation,
 )
 
@@ -92,11 +92,7 @@ cdef inline void update_feature(const Model* model, FeatureSide* side, int featu
     cdef float* acc = side.embedding_acc + <Py_ssize_t>feature * d
     cdef float* momentum
     if not model.adadelta:
-        for c in range(d):
-            g = weight * gradient[c] + alpha * embedding[c]
-            accumulated = acc[c]
-            embedding[c] -= rate * g / sqrtf(accumulated)
-            acc[c] = accumulated + g * g
+        fastrank_adagrad_row(embedding, acc, gradient, weight, alpha, rate, d)
         if with_bias:
             g = weight * bias_gradient + alpha * side.biases[feature]
             accumulated = side.bias_acc[feature]
@@ -151,12 +147,9 @@ cdef inline void pairwise_update(Model* model, Workspace* work, int user, const 
                                  int positive, const float* positive_repr,
                                  int negative, const float* negative_repr, float loss) noexcept nogil:
     """Gradient step of ``loss * (score(negative) - score(positive))``, shared by BPR and WARP."""
-    cdef int c
     # All gradients are taken from the representations before any parameter moves.
-    for c in range(model.no_components):
-        work.user_gradient[c] = loss * (negative_repr[c] - positive_repr[c])
-        work.positive_gradient[c] = -loss * user_repr[c]
-        work.negative_gradient[c] = loss * user_repr[c]
+    fastrank_pairwise_gradients(loss, user_repr, positive_repr, negative_repr, work.user_gradient,
+                                work.positive_gradient, work.negative_gradient, model.no_components)
     # The user bias cancels in a score difference, so it gets no gradient.
     apply_gradient(model, &model.users, user, work.user_gradient, 0.0, 0)
     apply_gradient(model, &model.items, positive, work.positive_gradient, -loss, 1)
