@@ -14,6 +14,7 @@ from fastrank import _ranking, _sgd
 from fastrank._validation import (
     check_features,
     check_id_range,
+    check_id_scalar,
     check_ids,
     check_interactions,
     check_positive_int,
@@ -35,7 +36,8 @@ _SIDE_ARRAYS = ("embeddings", "biases", "embedding_acc", "bias_acc", "embedding_
 
 
 def _positive_integer(value):
-    return is_integer(value) and value >= 1
+    # the kernels take C ints
+    return is_integer(value) and 1 <= value <= np.iinfo(np.int32).max
 
 
 def _positive_real(value):
@@ -56,9 +58,9 @@ def _random_state_like(value):
 
 # Declarative parameter checks: name -> (predicate, what a valid value is).
 _PARAMETER_CONSTRAINTS = {
-    "no_components": (_positive_integer, "a positive integer"),
-    "k": (_positive_integer, "a positive integer"),
-    "n": (_positive_integer, "a positive integer"),
+    "no_components": (_positive_integer, "a positive integer below 2**31"),
+    "k": (_positive_integer, "a positive integer below 2**31"),
+    "n": (_positive_integer, "a positive integer below 2**31"),
     "learning_schedule": (lambda v: v in LEARNING_SCHEDULES, f"one of {LEARNING_SCHEDULES}"),
     "loss": (lambda v: v in LOSSES, f"one of {tuple(LOSSES)}"),
     "learning_rate": (_positive_real, "a positive finite number"),
@@ -66,7 +68,7 @@ _PARAMETER_CONSTRAINTS = {
     "epsilon": (_positive_real, "a positive finite number"),
     "item_alpha": (_non_negative_real, "a non-negative finite number"),
     "user_alpha": (_non_negative_real, "a non-negative finite number"),
-    "max_sampled": (_positive_integer, "a positive integer"),
+    "max_sampled": (_positive_integer, "a positive integer below 2**31"),
     "random_state": (_random_state_like, "None, an int, a numpy RandomState or a numpy Generator"),
     "initial_accumulator": (lambda v: v is None or _positive_real(v), "None or a positive finite number"),
 }
@@ -284,12 +286,7 @@ class FastRank:
         """Make room for ``n_features`` feature rows, keeping the existing rows exactly."""
         current = self._side_parameters(side)
         existing = 0 if current[0] is None else current[0].shape[0]
-        if n_features < existing:
-            raise ValueError(
-                f"{side}_features has {n_features} columns but the model was trained with {existing} "
-                f"{side} features; pass at least as many"
-            )
-        if n_features == existing:
+        if n_features <= existing:
             return
         fresh = self._new_rows(n_features - existing)
         for array, old, new in zip(_SIDE_ARRAYS, current, fresh):
@@ -406,10 +403,13 @@ class FastRank:
             self._rng = _resolve_random_state(self.random_state)
             self._fitted_schedule = self.learning_schedule
             self._fitted_components = self.no_components
-        else:
-            self._check_compatible(n_users, n_items)
-        self._grow_side("user", n_users if user_features is None else user_features.shape[1])
-        self._grow_side("item", n_items if item_features is None else item_features.shape[1])
+        n_user_features = n_users if user_features is None else user_features.shape[1]
+        n_item_features = n_items if item_features is None else item_features.shape[1]
+        if self._is_fitted():
+            # Everything is checked before anything grows, so a rejected call changes nothing.
+            self._check_compatible(n_users, n_items, n_user_features, n_item_features)
+        self._grow_side("user", n_user_features)
+        self._grow_side("item", n_item_features)
         self._n_users = max(self._n_users, n_users)
         self._n_items = max(self._n_items, n_items)
 
@@ -417,6 +417,8 @@ class FastRank:
             if num_threads != 1:
                 raise ValueError("a scripted sampler needs num_threads=1")
             _script = np.ascontiguousarray(_script, dtype=np.int32)
+            if _script.size and _script.min() < 0:
+                raise ValueError("a scripted sampler needs non-negative draws")
         kernel_arguments = dict(
             loss=LOSSES[self.loss],
             positive_indptr=examples["positive_indptr"],
@@ -480,7 +482,7 @@ class FastRank:
             return None
         return csr
 
-    def _check_compatible(self, n_users, n_items):
+    def _check_compatible(self, n_users, n_items, n_user_features, n_item_features):
         if self.learning_schedule != self._fitted_schedule:
             raise ValueError(
                 f"learning_schedule changed from {self._fitted_schedule!r} to {self.learning_schedule!r} "
@@ -495,6 +497,13 @@ class FastRank:
             raise ValueError(f"interactions has {n_users} users but the model already has {self._n_users}")
         if n_items < self._n_items:
             raise ValueError(f"interactions has {n_items} items but the model already has {self._n_items}")
+        for side, count in (("user", n_user_features), ("item", n_item_features)):
+            existing = getattr(self, f"{side}_embeddings").shape[0]
+            if count < existing:
+                raise ValueError(
+                    f"{side}_features has {count} columns but the model was trained with {existing} "
+                    f"{side} features; pass at least as many"
+                )
 
     def _training_examples(self, interactions, weights):
         """Flatten the interactions into the example arrays the kernels visit."""
@@ -562,7 +571,7 @@ class FastRank:
         num_threads = self._check_num_threads(num_threads)
         item_ids = check_ids(item_ids, "item_ids")
         if is_integer(user_ids):
-            user_ids = np.full(item_ids.shape[0], user_ids, dtype=np.int64)
+            user_ids = np.full(item_ids.shape[0], check_id_scalar(user_ids, "user_ids"), dtype=np.int32)
         user_ids = check_ids(user_ids, "user_ids")
         if user_ids.shape[0] != item_ids.shape[0]:
             raise ValueError(

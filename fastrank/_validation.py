@@ -72,6 +72,7 @@ def to_csr(matrix, name):
     if n_rows >= INT32_MAX or n_cols >= INT32_MAX:
         raise ValueError(f"{name} has shape {(n_rows, n_cols)}; each dimension must be below 2**31 - 1")
     if sp.issparse(matrix):
+        _check_sparse_structure(matrix, name)
         csr = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
     else:
         if np.issubdtype(dtype, np.floating) and not np.all(np.isfinite(dense)):
@@ -85,6 +86,26 @@ def to_csr(matrix, name):
     csr.indptr = csr.indptr.astype(np.int32, copy=False)
     csr.indices = csr.indices.astype(np.int32, copy=False)
     return csr
+
+
+def _check_sparse_structure(matrix, name):
+    """Reject sparse matrices whose index arrays point outside their shape.
+
+    scipy does not re-check index arrays that were modified or passed in unchecked, and its
+    conversions (and our kernels) would then read or write out of bounds.
+    """
+    n_rows, n_cols = matrix.shape
+    try:
+        if matrix.format in ("csr", "csc", "bsr"):
+            matrix.check_format(full_check=True)
+        elif matrix.format == "coo":
+            rows, cols = matrix.coords if hasattr(matrix, "coords") else (matrix.row, matrix.col)
+            if rows.shape != cols.shape or rows.shape != matrix.data.shape:
+                raise ValueError("row, column and data arrays differ in length")
+            if rows.size and (rows.min() < 0 or rows.max() >= n_rows or cols.min() < 0 or cols.max() >= n_cols):
+                raise ValueError("an index lies outside the matrix shape")
+    except (ValueError, IndexError, TypeError) as error:
+        raise ValueError(f"{name} is a malformed {matrix.format} matrix: {error}") from None
 
 
 def check_interactions(interactions, name="interactions"):
@@ -192,7 +213,12 @@ def check_ids(ids, name):
         ids = [ids]
     if isinstance(ids, (str, bytes)) or ids is None:
         raise TypeError(f"{name} must be an integer or an array of integers, got {type(ids).__name__}")
-    array = np.asarray(ids)
+    if np.ndim(ids) == 0:
+        raise TypeError(f"{name} must be an integer or an array of integers, got {ids!r}")
+    try:
+        array = np.asarray(ids)
+    except (OverflowError, ValueError) as error:
+        raise ValueError(f"{name} could not be read as an integer array: {error}") from None
     if array.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got {array.ndim} dimension(s)")
     if array.size == 0:
@@ -204,6 +230,15 @@ def check_ids(ids, name):
     if array.max() > INT32_MAX:
         raise ValueError(f"{name} contains id {array.max()} which overflows int32")
     return np.ascontiguousarray(array, dtype=np.int32)
+
+
+def check_id_scalar(value, name):
+    """Range-check a single integer id (any Python int, however large) and return it."""
+    if value < 0:
+        raise ValueError(f"{name} is negative: {value}")
+    if value > INT32_MAX:
+        raise ValueError(f"{name} {value} overflows int32")
+    return int(value)
 
 
 def check_id_range(ids, upper, name, what):
