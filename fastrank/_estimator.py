@@ -607,8 +607,10 @@ class FastRank:
     ):
         """Rank of every test item among all items, per user (0 = best).
 
-        The rank of a test entry is the number of items that score strictly higher for that user,
-        not counting items in the user's ``train_interactions`` row.
+        The rank of a test entry is the number of candidate items ranked before it: items that
+        score higher, and items with an equal score and a lower item id (the tie rule used
+        everywhere in fastrank, so a constant model gets no credit). Items in the user's
+        ``train_interactions`` row are not candidates; the other test items are.
 
         Parameters
         ----------
@@ -646,22 +648,48 @@ class FastRank:
                 )
             if check_intersections and _pattern(test).multiply(_pattern(train)).nnz > 0:
                 raise ValueError("test_interactions and train_interactions share entries")
-        item_biases, item_repr = self._representations(item_features, "item", n_items)
+        active = np.flatnonzero(np.diff(test.indptr)).astype(np.int32)
         ranks = np.zeros(test.nnz, dtype=np.float32)
-        _ranking.rank_test_items(
-            test.indptr,
-            test.indices,
-            train.indptr,
-            train.indices,
-            csr_arrays(user_features),
-            self.user_embeddings,
-            self.user_biases,
-            item_repr,
-            item_biases,
-            ranks,
-            num_threads,
-        )
+        if active.size:
+            user_matrix, _ = self._scoring_matrix(user_features, "user", active)
+            item_matrix, _ = self._scoring_matrix(item_features, "item", np.arange(n_items))
+            active_test, active_train = test[active], train[active]
+            _ranking.rank_held_out(
+                user_matrix,
+                item_matrix,
+                active_test.indptr.astype(np.int32),
+                active_test.indices.astype(np.int32),
+                active_train.indptr.astype(np.int32),
+                active_train.indices.astype(np.int32),
+                ranks,  # rows without entries hold none, so the entries line up with test's
+                num_threads,
+                _ranking.block_size(active.size, n_items),
+            )
         return sp.csr_matrix((ranks, test.indices.copy(), test.indptr.copy()), shape=test.shape)
+
+    def _scoring_matrix(self, features, side, rows):
+        """Augmented representations for sgemm scoring, and the biases of ``rows``.
+
+        Users get ``[repr, 1]`` and items ``[repr, bias]``, so that a product of rows is
+        ``user_repr . item_repr + item_bias``; the user bias, constant per user, is returned
+        separately.
+
+        Returns
+        -------
+        matrix : float32 array of shape (len(rows), no_components + 1), C-contiguous
+        biases : float32 array of shape (len(rows),)
+        """
+        embeddings = getattr(self, f"{side}_embeddings")
+        biases = getattr(self, f"{side}_biases")
+        if features is None:
+            repr_embeddings, repr_biases = embeddings[rows], biases[rows]
+        else:
+            selected = features[rows]
+            repr_embeddings, repr_biases = selected @ embeddings, selected @ biases
+        matrix = np.empty((len(rows), embeddings.shape[1] + 1), dtype=np.float32)
+        matrix[:, :-1] = repr_embeddings
+        matrix[:, -1] = 1.0 if side == "user" else repr_biases
+        return matrix, np.asarray(repr_biases, dtype=np.float32)
 
     def _check_matrix_rows(self, features, needed, side, matrix_name, axis="rows"):
         available = self._rows_available(features, side)
@@ -683,6 +711,135 @@ class FastRank:
             np.ascontiguousarray(features @ biases, dtype=np.float32),
             np.ascontiguousarray(features @ embeddings, dtype=np.float32),
         )
+
+    # ------------------------------------------------------------------ recommendation
+    def recommend(self, user_ids, k=10, user_features=None, item_features=None, filter_interactions=None,
+                  items=None, num_threads=1):
+        """Top-``k`` items for each user, best first, by partial selection (no full sort).
+
+        Parameters
+        ----------
+        user_ids : int or int array of shape (n_queries,)
+            Rows of ``user_features`` (or user ids when it is None).
+        k : int, default 10
+        user_features : sparse matrix of shape (n_users, n_user_features), optional
+            With the model's column count. Rows beyond the users seen in training describe new
+            users by their features alone (cold start).
+        item_features : sparse matrix of shape (n_items, n_item_features), optional
+            Rows are the candidate items; extra rows describe new items (cold start).
+        filter_interactions : sparse matrix of shape (n_user_rows, n_items), optional
+            Items to leave out per user, row ``u`` for user ``u`` (typically the seen items).
+        items : int array of shape (n_candidates,), optional
+            Restrict the candidates to these item ids.
+        num_threads : int, default 1
+
+        Returns
+        -------
+        item_ids : int32 array of shape (n_queries, k)
+            Sorted by descending score, ties by ascending item id; -1 pads rows with fewer than
+            ``k`` candidates.
+        scores : float32 array of shape (n_queries, k)
+            Equal to :meth:`predict` of the pairs; -inf where padded.
+        """
+        self._check_fitted()
+        num_threads = self._check_num_threads(num_threads)
+        k = check_positive_int(k, "k")
+        user_ids = self._query_ids(user_ids, "user_ids")
+        user_features = self._scoring_features(user_features, "user", "user_features")
+        item_features = self._scoring_features(item_features, "item", "item_features")
+        check_id_range(user_ids, self._rows_available(user_features, "user"), "user_ids", "users")
+        n_items = self._rows_available(item_features, "item")
+        if items is None:
+            candidates = np.arange(n_items, dtype=np.int32)
+        else:
+            candidates = np.unique(check_ids(items, "items"))
+            check_id_range(candidates, n_items, "items", "items")
+        if filter_interactions is None:
+            exclude_indptr = np.zeros(user_ids.shape[0] + 1, dtype=np.int32)
+            exclude_indices = np.zeros(0, dtype=np.int32)
+        else:
+            seen = to_csr(filter_interactions, "filter_interactions")
+            if seen.shape[1] != n_items:
+                raise ValueError(f"filter_interactions has {seen.shape[1]} columns but there are {n_items} items")
+            check_id_range(user_ids, seen.shape[0], "user_ids", "rows in filter_interactions")
+            seen = seen[user_ids]
+            exclude_indptr, exclude_indices = seen.indptr.astype(np.int32), seen.indices.astype(np.int32)
+        query_matrix, user_biases = self._scoring_matrix(user_features, "user", user_ids)
+        candidate_matrix, _ = self._scoring_matrix(item_features, "item", candidates)
+        ids, scores = self._select_top_k(query_matrix, candidate_matrix, candidates, exclude_indptr,
+                                         exclude_indices, n_items, k, num_threads)
+        scores += user_biases[:, None]  # -inf padding stays -inf
+        return ids, scores
+
+    def similar_items(self, item_ids, k=10, item_features=None, num_threads=1):
+        """The ``k`` items most similar to each query item by cosine similarity of representations.
+
+        Parameters
+        ----------
+        item_ids : int or int array of shape (n_queries,)
+        k : int, default 10
+        item_features : sparse matrix of shape (n_items, n_item_features), optional
+        num_threads : int, default 1
+
+        Returns
+        -------
+        item_ids : int32 array of shape (n_queries, k)
+            Most similar first, the query item itself excluded; -1 pads.
+        similarities : float32 array of shape (n_queries, k)
+            Cosine similarities in [-1, 1]; -inf where padded.
+        """
+        return self._similar("item", item_ids, k, item_features, num_threads)
+
+    def similar_users(self, user_ids, k=10, user_features=None, num_threads=1):
+        """The ``k`` users most similar to each query user by cosine similarity of representations.
+
+        Parameters and returns as :meth:`similar_items`, for users.
+        """
+        return self._similar("user", user_ids, k, user_features, num_threads)
+
+    def _similar(self, side, query_ids, k, features, num_threads):
+        self._check_fitted()
+        num_threads = self._check_num_threads(num_threads)
+        k = check_positive_int(k, "k")
+        query_ids = self._query_ids(query_ids, f"{side}_ids")
+        features = self._scoring_features(features, side, f"{side}_features")
+        n_rows = self._rows_available(features, side)
+        check_id_range(query_ids, n_rows, f"{side}_ids", f"{side}s")
+        _, embeddings = self._representations(features, side)
+        norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+        # a zero vector is similar to nothing: its row stays zero
+        unit = np.ascontiguousarray(np.divide(embeddings, norms, out=np.zeros_like(embeddings), where=norms > 0))
+        exclude_indptr = np.arange(query_ids.shape[0] + 1, dtype=np.int32)
+        candidates = np.arange(n_rows, dtype=np.int32)
+        return self._select_top_k(np.ascontiguousarray(unit[query_ids]), unit, candidates, exclude_indptr,
+                                  query_ids, n_rows, k, num_threads)
+
+    @staticmethod
+    def _query_ids(ids, name):
+        if is_integer(ids):
+            return np.array([check_id_scalar(ids, name)], dtype=np.int32)
+        return check_ids(ids, name)
+
+    @staticmethod
+    def _select_top_k(query_matrix, candidate_matrix, candidate_ids, exclude_indptr, exclude_indices, n_ids, k,
+                      num_threads):
+        n_queries = query_matrix.shape[0]
+        ids = np.empty((n_queries, k), dtype=np.int32)
+        scores = np.empty((n_queries, k), dtype=np.float32)
+        _ranking.top_k(
+            query_matrix,
+            np.ascontiguousarray(candidate_matrix),
+            np.ascontiguousarray(candidate_ids, dtype=np.int32),
+            exclude_indptr,
+            np.ascontiguousarray(exclude_indices, dtype=np.int32),
+            n_ids,
+            k,
+            ids,
+            scores,
+            num_threads,
+            _ranking.block_size(n_queries, candidate_matrix.shape[0]),
+        )
+        return ids, scores
 
     def get_user_representations(self, features=None):
         """Biases and embeddings of users (as sums of their features).

@@ -1,12 +1,24 @@
 # cython: language_level=3
-"""Scoring kernels: pair scores and within-user ranks, parallel over pairs or users.
+"""Scoring kernels: pair scores, ranks of held-out items and top-k selection.
 
-Inputs are validated by ``fastrank._estimator``; this module only unpacks them and runs ``nogil``.
+Inputs are validated by ``fastrank._estimator`` / ``fastrank.evaluation``; this module only
+unpacks them and runs ``nogil``.
+
+Ranking works on blocks of users: one sgemm scores a block against every item (the user
+matrix carries a column of ones and the item matrix a column of item biases, so the product is
+``user_repr . item_repr + item_bias``), then the users of the block are ranked in parallel.
+Memory is bounded by the block: ``block_users * n_items`` floats.
+
+Ties are broken one way everywhere: of two items with equal scores, the lower item id ranks
+first. Ranks are therefore a strict order, a constant model gets no credit, and ``recommend``
+agrees with the metrics.
 """
 
 from cython.parallel cimport parallel, prange
 from libc.math cimport INFINITY
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport malloc, calloc, free, qsort
+from libc.string cimport memset
+from scipy.linalg.cython_blas cimport sgemm
 
 from fastrank._common cimport FeatureSide, dot, representation
 
@@ -85,67 +97,288 @@ def predict_pairs(const int[::1] user_ids, const int[::1] item_ids,
         raise MemoryError("fastrank could not allocate scoring buffers")
 
 
-def rank_test_items(const int[::1] test_indptr, const int[::1] test_indices,
-                    const int[::1] train_indptr, const int[::1] train_indices,
-                    object user_features, float[:, ::1] user_embeddings, float[::1] user_biases,
-                    const float[:, ::1] item_repr, const float[::1] item_repr_biases,
-                    float[::1] ranks, int num_threads):
-    """For every test entry, the number of items scoring strictly higher for that user.
+cdef struct Scored:
+    float score
+    int item
 
-    Items in the user's training row are left out of the count (they are not candidates); the
-    test item itself never counts. Ranks are 0-based.
+
+cdef inline bint ranks_before(float score_a, int item_a, float score_b, int item_b) noexcept nogil:
+    """The tie rule: a higher score first; equal scores, the lower item id first."""
+    return score_a > score_b or (score_a == score_b and item_a < item_b)
+
+
+cdef int compare_ranked(const void* left, const void* right) noexcept nogil:
+    cdef const Scored* a = <const Scored*>left
+    cdef const Scored* b = <const Scored*>right
+    if ranks_before(a.score, a.item, b.score, b.item):
+        return -1
+    if ranks_before(b.score, b.item, a.score, a.item):
+        return 1
+    return 0
+
+
+cdef int score_block(const float[:, ::1] queries, Py_ssize_t first, int count,
+                     const float[:, ::1] targets, float* out) noexcept nogil:
+    """``out[r, j] = queries[first + r] . targets[j]`` (row-major, count x n_targets) by sgemm."""
+    cdef int n_targets = targets.shape[0]
+    cdef int width = targets.shape[1]
+    cdef float one = 1.0, zero = 0.0
+    cdef char transpose = b'T'
+    cdef char plain = b'N'
+    if count == 0 or n_targets == 0:
+        return 0
+    # Column-major view: out^T (n_targets x count) = targets (width x n_targets)^T . queries^T.
+    sgemm(&transpose, &plain, &n_targets, &count, &width, &one, <float*>&targets[0, 0], &width,
+          <float*>&queries[first, 0], &width, &zero, out, &n_targets)
+    return 0
+
+
+def block_size(Py_ssize_t n_queries, Py_ssize_t n_targets, Py_ssize_t budget_floats=1 << 23):
+    """Queries per block so that one block of scores holds at most ``budget_floats`` floats."""
+    cdef Py_ssize_t size = budget_floats // max(n_targets, 1)
+    return int(max(1, min(n_queries, size)))
+
+
+def rank_held_out(const float[:, ::1] user_matrix, const float[:, ::1] item_matrix,
+                  const int[::1] test_indptr, const int[::1] test_indices,
+                  const int[::1] exclude_indptr, const int[::1] exclude_indices,
+                  float[::1] ranks, int num_threads, Py_ssize_t block_users):
+    """Rank of every test entry among its user's candidates (0 = first).
 
     Parameters
     ----------
+    user_matrix : float32 array of shape (n_users, width)
+        Row u: user u's representation followed by 1.
+    item_matrix : float32 array of shape (n_items, width)
+        Row i: item i's representation followed by its bias.
     test_indptr, test_indices : int32 arrays
-        CSR (n_users x n_items) of the test interactions.
-    train_indptr, train_indices : int32 arrays
-        CSR of the training interactions with the same number of rows (may have no entries).
-    user_features : None or tuple of CSR arrays
-    user_embeddings, user_biases : float32 arrays
-        User feature parameters.
-    item_repr : float32 array of shape (n_items, no_components)
-        Item representations, computed once by the caller.
-    item_repr_biases : float32 array of shape (n_items,)
+        CSR (n_users x n_items, sorted columns) of the held-out items.
+    exclude_indptr, exclude_indices : int32 arrays
+        CSR with the same rows of items that are not candidates (e.g. training items).
     ranks : float32 array of shape (test nnz,)
-        Receives the rank of each test entry, aligned with ``test_indices``.
+        Receives, for each test entry, the number of candidates ranked before it under the tie
+        rule, other test items included and excluded items not.
     num_threads : int
+    block_users : int
+        Users scored per sgemm call.
     """
-    cdef FeatureSide users
-    cdef int no_components = user_embeddings.shape[1]
-    cdef int n_items = item_repr.shape[0]
-    cdef int n_users = test_indptr.shape[0] - 1
-    cdef int user, item, position, other, count
-    cdef float user_bias, test_score
+    cdef Py_ssize_t n_users = user_matrix.shape[0]
+    cdef int n_items = item_matrix.shape[0]
+    cdef Py_ssize_t first, count, user, longest = 0
+    cdef int row, position, item, start, n_test, low, high, middle, j, seen
+    cdef float score
+    cdef float* block
     cdef float* scores
-    cdef float* user_buffer
-    cdef const float* user_repr
+    cdef unsigned char* marks
+    cdef Scored* held
+    cdef int* beaten
     cdef int[1] allocation_failed
     allocation_failed[0] = 0
-    if n_users <= 0 or n_items == 0:
+    if n_users == 0 or n_items == 0 or ranks.shape[0] == 0:
         return
-    point_side(&users, user_features, user_embeddings, user_biases)
-    with nogil, parallel(num_threads=num_threads):
-        scores = <float*>malloc((n_items + no_components) * sizeof(float))
-        if scores == NULL:
-            allocation_failed[0] = 1
-        for user in prange(n_users, schedule="dynamic"):
-            if scores == NULL or test_indptr[user] == test_indptr[user + 1]:
-                continue
-            user_buffer = scores + n_items
-            user_repr = representation(&users, user, no_components, user_buffer, &user_bias)
-            for item in range(n_items):
-                scores[item] = dot(user_repr, &item_repr[item, 0], no_components) + item_repr_biases[item]
-            # Training items are not candidates: push them below everything.
-            for position in range(train_indptr[user], train_indptr[user + 1]):
-                scores[train_indices[position]] = -INFINITY
-            for position in range(test_indptr[user], test_indptr[user + 1]):
-                item = test_indices[position]
-                test_score = dot(user_repr, &item_repr[item, 0], no_components) + item_repr_biases[item]
-                count = 0
-                for other in range(n_items):
-                    count = count + (scores[other] > test_score)
-                ranks[position] = count
-        free(scores)
-    if allocation_failed[0]:
-        raise MemoryError("fastrank could not allocate ranking buffers")
+    for user in range(n_users):
+        longest = max(longest, test_indptr[user + 1] - test_indptr[user])
+    block = <float*>malloc(block_users * n_items * sizeof(float))
+    if block == NULL:
+        raise MemoryError("fastrank could not allocate the scoring block")
+    try:
+        for first in range(0, n_users, block_users):
+            count = min(block_users, n_users - first)
+            with nogil:
+                score_block(user_matrix, first, <int>count, item_matrix, block)
+            with nogil, parallel(num_threads=num_threads):
+                marks = <unsigned char*>calloc(n_items, 1)
+                held = <Scored*>malloc((longest + 1) * sizeof(Scored))
+                beaten = <int*>malloc((longest + 1) * sizeof(int))
+                if marks == NULL or held == NULL or beaten == NULL:
+                    allocation_failed[0] = 1
+                for row in prange(<int>count, schedule="dynamic"):
+                    if marks == NULL or held == NULL or beaten == NULL:
+                        continue
+                    user = first + row
+                    start = test_indptr[user]
+                    n_test = test_indptr[user + 1] - start
+                    if n_test == 0:
+                        continue
+                    scores = block + <Py_ssize_t>row * n_items
+                    for position in range(exclude_indptr[user], exclude_indptr[user + 1]):
+                        marks[exclude_indices[position]] = 1
+                    for j in range(n_test):
+                        item = test_indices[start + j]
+                        marks[item] = 1
+                        held[j].score = scores[item]
+                        held[j].item = item
+                        beaten[j] = 0
+                    beaten[n_test] = 0
+                    qsort(held, n_test, sizeof(Scored), compare_ranked)
+                    # Each candidate ranks before a suffix of the sorted held-out items; find where
+                    # the suffix starts and count it there, then accumulate.
+                    for item in range(n_items):
+                        if marks[item]:
+                            continue
+                        score = scores[item]
+                        if not ranks_before(score, item, held[n_test - 1].score, held[n_test - 1].item):
+                            continue
+                        low = 0
+                        high = n_test - 1
+                        while low < high:
+                            middle = (low + high) >> 1
+                            if ranks_before(score, item, held[middle].score, held[middle].item):
+                                high = middle
+                            else:
+                                low = middle + 1
+                        beaten[low] = beaten[low] + 1
+                    seen = 0
+                    for j in range(n_test):
+                        seen = seen + beaten[j]
+                        beaten[j] = seen + j  # candidates before it, plus the held-out items before it
+                    for j in range(n_test):
+                        # write each rank at its test entry (test columns are sorted: binary search)
+                        low = start
+                        high = start + n_test - 1
+                        while low < high:
+                            middle = (low + high) >> 1
+                            if test_indices[middle] < held[j].item:
+                                low = middle + 1
+                            else:
+                                high = middle
+                        ranks[low] = beaten[j]
+                    for position in range(exclude_indptr[user], exclude_indptr[user + 1]):
+                        marks[exclude_indices[position]] = 0
+                    for j in range(n_test):
+                        marks[test_indices[start + j]] = 0
+                free(marks)
+                free(held)
+                free(beaten)
+            if allocation_failed[0]:
+                raise MemoryError("fastrank could not allocate ranking buffers")
+    finally:
+        free(block)
+
+
+cdef inline void sift_down(Scored* heap, int size, int position) noexcept nogil:
+    """Restore a heap whose root is the worst-ranked entry (the next to be replaced)."""
+    cdef int child
+    cdef Scored moving = heap[position]
+    while True:
+        child = 2 * position + 1
+        if child >= size:
+            break
+        if child + 1 < size and ranks_before(heap[child].score, heap[child].item,
+                                             heap[child + 1].score, heap[child + 1].item):
+            child += 1
+        if ranks_before(heap[child].score, heap[child].item, moving.score, moving.item):
+            break
+        heap[position] = heap[child]
+        position = child
+    heap[position] = moving
+
+
+cdef inline void sift_up(Scored* heap, int position) noexcept nogil:
+    """Move a new entry up while it ranks after its parent (the root stays the worst)."""
+    cdef int parent
+    cdef Scored moving = heap[position]
+    while position > 0:
+        parent = (position - 1) >> 1
+        if not ranks_before(heap[parent].score, heap[parent].item, moving.score, moving.item):
+            break
+        heap[position] = heap[parent]
+        position = parent
+    heap[position] = moving
+
+
+def top_k(const float[:, ::1] query_matrix, const float[:, ::1] candidate_matrix,
+          const int[::1] candidate_ids, const int[::1] exclude_indptr, const int[::1] exclude_indices,
+          int n_ids, int k, int[:, ::1] out_ids, float[:, ::1] out_scores, int num_threads,
+          Py_ssize_t block_queries):
+    """The ``k`` best candidates of every query, best first, by partial (heap) selection.
+
+    Parameters
+    ----------
+    query_matrix : float32 array of shape (n_queries, width)
+    candidate_matrix : float32 array of shape (n_candidates, width)
+        Score of a pair = query row . candidate row.
+    candidate_ids : int32 array of shape (n_candidates,)
+        Item id of each candidate row (ids < ``n_ids``); ties go to the lower id.
+    exclude_indptr, exclude_indices : int32 arrays
+        CSR (n_queries rows, ids < n_ids) of ids that must not be returned for each query.
+    n_ids : int
+        Upper bound of the ids.
+    k : int
+    out_ids : int32 array of shape (n_queries, k)
+        Receives the ids, -1 where fewer than k candidates remain.
+    out_scores : float32 array of shape (n_queries, k)
+        Receives the scores, -inf where fewer than k candidates remain.
+    num_threads : int
+    block_queries : int
+    """
+    cdef Py_ssize_t n_queries = query_matrix.shape[0]
+    cdef int n_candidates = candidate_matrix.shape[0]
+    cdef Py_ssize_t first, count, query
+    cdef int row, position, j, size, item
+    cdef float score
+    cdef float* block
+    cdef float* scores
+    cdef unsigned char* marks
+    cdef Scored* heap
+    cdef Scored last
+    cdef int[1] allocation_failed
+    allocation_failed[0] = 0
+    if n_queries == 0:
+        return
+    block = <float*>malloc(max(block_queries * n_candidates, 1) * sizeof(float))
+    if block == NULL:
+        raise MemoryError("fastrank could not allocate the scoring block")
+    try:
+        for first in range(0, n_queries, block_queries):
+            count = min(block_queries, n_queries - first)
+            with nogil:
+                score_block(query_matrix, first, <int>count, candidate_matrix, block)
+            with nogil, parallel(num_threads=num_threads):
+                marks = <unsigned char*>calloc(max(n_ids, 1), 1)
+                heap = <Scored*>malloc(k * sizeof(Scored))
+                if marks == NULL or heap == NULL:
+                    allocation_failed[0] = 1
+                for row in prange(<int>count, schedule="dynamic"):
+                    if marks == NULL or heap == NULL:
+                        continue
+                    query = first + row
+                    scores = block + <Py_ssize_t>row * n_candidates
+                    for position in range(exclude_indptr[query], exclude_indptr[query + 1]):
+                        marks[exclude_indices[position]] = 1
+                    size = 0
+                    for j in range(n_candidates):
+                        item = candidate_ids[j]
+                        if marks[item]:
+                            continue
+                        score = scores[j]
+                        if size < k:
+                            heap[size].score = score
+                            heap[size].item = item
+                            sift_up(heap, size)
+                            size = size + 1
+                        elif ranks_before(score, item, heap[0].score, heap[0].item):
+                            heap[0].score = score
+                            heap[0].item = item
+                            sift_down(heap, size, 0)
+                    # Pop worst-first into the output from the back.
+                    for j in range(k - 1, -1, -1):
+                        if j >= size:
+                            out_ids[query, j] = -1
+                            out_scores[query, j] = -INFINITY
+                            continue
+                        out_ids[query, j] = heap[0].item
+                        out_scores[query, j] = heap[0].score
+                        last = heap[size - 1]
+                        size = size - 1
+                        if size > 0:
+                            heap[0] = last
+                            sift_down(heap, size, 0)
+                    for position in range(exclude_indptr[query], exclude_indptr[query + 1]):
+                        marks[exclude_indices[position]] = 0
+                free(marks)
+                free(heap)
+            if allocation_failed[0]:
+                raise MemoryError("fastrank could not allocate selection buffers")
+    finally:
+        free(block)

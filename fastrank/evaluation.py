@@ -1,20 +1,85 @@
-"""Ranking metrics with LightFM's signatures and semantics.
+"""Ranking metrics with LightFM's signatures and semantics, plus NDCG, MAP and hit rate.
 
-Every function ranks all items for each user with :meth:`FastRank.predict_rank` (items in
-``train_interactions`` are not candidates; an item's rank is the number of candidates scoring
-strictly higher, so tied items share the better rank) and returns one float32 value per user
-that has test interactions, or one per user with ``preserve_rows=True`` (0 for users without
-test interactions).
+Every metric ranks all items for each user with :meth:`FastRank.predict_rank`, which scores
+users in blocks (one sgemm per block) and computes every item representation once:
+
+- items in ``train_interactions`` are not candidates; the other test items are;
+- **ties**: of two items with equal scores, the lower item id ranks first. This is the one tie
+  rule of fastrank (``predict_rank``, the metrics and ``recommend`` all use it), so a model that
+  scores everything alike gets no credit. LightFM instead gives tied items the better rank.
+
+Each function returns a float32 array with one value per user that has test interactions, or
+one per user with ``preserve_rows=True`` (0 for users without test interactions).
+:func:`ranking_metrics` returns them all from a single scoring pass.
+
+Definitions, for a user with test items T (|T| = t) and 0-based ranks r:
+
+- precision@k = |{i in T: r_i < k}| / k (LightFM's definition; ``denominator="min"`` divides by
+  min(k, t) instead, as implicit does);
+- recall@k = |{i in T: r_i < k}| / t;
+- hit_rate@k = 1 if any r_i < k else 0;
+- NDCG@k = sum over hits of 1 / log2(r_i + 2), divided by the ideal sum over the first
+  min(k, t) positions;
+- MAP@k (average precision at k) = sum over hits, in rank order j = 0, 1, ..., of
+  (j + 1) / (r_i + 1), divided by min(k, t);
+- AUC = the fraction of (test item, negative) pairs in which the test item ranks first, the
+  negatives being the items in neither the user's test nor train row (0.5 if there are none);
+- reciprocal rank = 1 / (1 + min r_i).
 """
 
 import numpy as np
 
-__all__ = ["precision_at_k", "recall_at_k", "auc_score", "reciprocal_rank"]
+from fastrank._validation import check_positive_int, to_csr
+
+__all__ = [
+    "precision_at_k",
+    "recall_at_k",
+    "auc_score",
+    "reciprocal_rank",
+    "ndcg_at_k",
+    "map_at_k",
+    "hit_rate_at_k",
+    "ranking_metrics",
+]
+
+_DENOMINATORS = ("k", "min")
 
 
-def _ranks(model, test_interactions, train_interactions, user_features, item_features, num_threads,
-           check_intersections):
-    return model.predict_rank(
+def ranking_metrics(model, test_interactions, train_interactions=None, k=10, user_features=None,
+                    item_features=None, preserve_rows=False, num_threads=1, check_intersections=True,
+                    denominator="k"):
+    """Every metric of this module from one scoring pass.
+
+    Parameters
+    ----------
+    model : FastRank
+        A fitted model.
+    test_interactions : sparse matrix or array of shape (n_users, n_items)
+        Held-out interactions; every stored entry is a relevant item.
+    train_interactions : sparse matrix or array of shape (n_users, n_items), optional
+        Items that are not candidates (typically the training interactions).
+    k : int, default 10
+    user_features : sparse matrix of shape (n_users, n_user_features), optional
+    item_features : sparse matrix of shape (n_items, n_item_features), optional
+    preserve_rows : bool, default False
+        Return one value per user (0 for users without test interactions) instead of one per
+        user with test interactions.
+    num_threads : int, default 1
+    check_intersections : bool, default True
+        Raise ``ValueError`` when train and test share an entry.
+    denominator : {"k", "min"}, default "k"
+        Precision@k divides by k (LightFM) or by min(k, number of test items) (implicit).
+
+    Returns
+    -------
+    dict of str to float32 array of shape (n_selected_users,)
+        Keys ``precision``, ``recall``, ``ndcg``, ``map``, ``hit_rate``, ``auc`` and
+        ``reciprocal_rank``.
+    """
+    k = check_positive_int(k, "k")
+    if denominator not in _DENOMINATORS:
+        raise ValueError(f"denominator must be one of {_DENOMINATORS}, got {denominator!r}")
+    ranks = model.predict_rank(
         test_interactions,
         train_interactions=train_interactions,
         user_features=user_features,
@@ -22,108 +87,131 @@ def _ranks(model, test_interactions, train_interactions, user_features, item_fea
         num_threads=num_threads,
         check_intersections=check_intersections,
     )
+    n_users, n_items = ranks.shape
+    counts = np.diff(ranks.indptr)
+    rows = np.repeat(np.arange(n_users), counts)
+    # ranks sorted within each user; ``order`` is each entry's position in its user's ranking
+    sorted_ranks = ranks.data[np.lexsort((ranks.data, rows))].astype(np.float64)
+    order = np.arange(ranks.nnz) - np.repeat(ranks.indptr[:-1], counts)
+    hit = sorted_ranks < k
+
+    def per_user(values):
+        return np.bincount(rows, weights=values, minlength=n_users)
+
+    hits = per_user(hit.astype(np.float64))
+    has_test = counts > 0
+    safe_counts = np.maximum(counts, 1)
+    cutoff = np.minimum(k, safe_counts)
+    discounts = 1.0 / np.log2(np.arange(min(k, int(safe_counts.max(initial=1)))) + 2.0)
+    ideal = np.cumsum(discounts)[cutoff - 1]
+
+    if train_interactions is None:
+        n_excluded = np.zeros(n_users)
+    else:
+        n_excluded = np.diff(to_csr(train_interactions, "train_interactions").indptr)
+    n_negatives = n_items - counts - n_excluded
+    negatives_before = per_user(sorted_ranks - order)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        auc = np.where(n_negatives > 0, 1.0 - negatives_before / (safe_counts * np.maximum(n_negatives, 1)), 0.5)
+    best = np.full(n_users, np.inf)
+    np.minimum.at(best, rows, sorted_ranks)
+
+    metrics = {
+        "precision": hits / (k if denominator == "k" else cutoff),
+        "recall": hits / safe_counts,
+        "ndcg": per_user(np.where(hit, 1.0 / np.log2(sorted_ranks + 2.0), 0.0)) / ideal,
+        "map": per_user(np.where(hit, (order + 1.0) / (sorted_ranks + 1.0), 0.0)) / cutoff,
+        "hit_rate": (hits > 0).astype(np.float64),
+        "auc": auc,
+        "reciprocal_rank": 1.0 / (1.0 + best),
+    }
+    for name, values in metrics.items():
+        values = np.where(has_test, values, 0.0).astype(np.float32)
+        metrics[name] = values if preserve_rows else values[has_test]
+    return metrics
 
 
-def _per_user(ranks, values, preserve_rows):
-    """Select the users with test interactions unless ``preserve_rows``."""
-    values = values.astype(np.float32)
-    if preserve_rows:
-        return values
-    return values[np.diff(ranks.indptr) > 0]
-
-
-def _entry_rows(ranks):
-    """Row (user) index of every stored entry of a CSR."""
-    return np.repeat(np.arange(ranks.shape[0]), np.diff(ranks.indptr))
-
-
-def _hits_per_user(ranks, k):
-    return np.bincount(_entry_rows(ranks), weights=(ranks.data < k), minlength=ranks.shape[0])
-
-
-def _check_k(k):
-    from fastrank._validation import check_positive_int
-
-    return check_positive_int(k, "k")
+def _metric(name, model, test_interactions, train_interactions, k, user_features, item_features,
+            preserve_rows, num_threads, check_intersections, denominator="k"):
+    return ranking_metrics(
+        model, test_interactions, train_interactions=train_interactions, k=k, user_features=user_features,
+        item_features=item_features, preserve_rows=preserve_rows, num_threads=num_threads,
+        check_intersections=check_intersections, denominator=denominator,
+    )[name]
 
 
 def precision_at_k(model, test_interactions, train_interactions=None, k=10, user_features=None,
-                   item_features=None, preserve_rows=False, num_threads=1, check_intersections=True):
-    """Fraction of the top ``k`` that are test items, per user (divided by ``k``, as in LightFM).
+                   item_features=None, preserve_rows=False, num_threads=1, check_intersections=True,
+                   denominator="k"):
+    """Precision@k per user: test items in the top ``k``, divided by ``k`` (LightFM).
 
-    Parameters
-    ----------
-    model : FastRank
-    test_interactions : sparse matrix of shape (n_users, n_items)
-    train_interactions : sparse matrix of shape (n_users, n_items), optional
-        Items to leave out of the ranking.
-    k : int, default 10
-    user_features, item_features : sparse matrices, optional
-    preserve_rows : bool, default False
-    num_threads : int, default 1
-    check_intersections : bool, default True
+    Parameters are those of :func:`ranking_metrics`; ``denominator="min"`` divides by
+    min(k, number of the user's test items) instead.
 
     Returns
     -------
-    float32 array of shape (n_users_with_test,) or (n_users,)
+    float32 array of shape (n_users_with_test,), or (n_users,) with ``preserve_rows``
     """
-    k = _check_k(k)
-    ranks = _ranks(model, test_interactions, train_interactions, user_features, item_features,
-                   num_threads, check_intersections)
-    values = _hits_per_user(ranks, k) / k
-    return _per_user(ranks, values, preserve_rows)
+    return _metric("precision", model, test_interactions, train_interactions, k, user_features,
+                   item_features, preserve_rows, num_threads, check_intersections, denominator)
 
 
 def recall_at_k(model, test_interactions, train_interactions=None, k=10, user_features=None,
                 item_features=None, preserve_rows=False, num_threads=1, check_intersections=True):
-    """Fraction of each user's test items that are in the top ``k``.
+    """Recall@k per user: the fraction of the user's test items in the top ``k``.
 
-    Parameters and returns as :func:`precision_at_k`.
+    Parameters and return as :func:`precision_at_k`.
     """
-    k = _check_k(k)
-    ranks = _ranks(model, test_interactions, train_interactions, user_features, item_features,
-                   num_threads, check_intersections)
-    counts = np.diff(ranks.indptr)
-    values = _hits_per_user(ranks, k) / np.maximum(counts, 1)
-    return _per_user(ranks, values, preserve_rows)
+    return _metric("recall", model, test_interactions, train_interactions, k, user_features,
+                   item_features, preserve_rows, num_threads, check_intersections)
+
+
+def ndcg_at_k(model, test_interactions, train_interactions=None, k=10, user_features=None,
+              item_features=None, preserve_rows=False, num_threads=1, check_intersections=True):
+    """NDCG@k per user: binary relevance, log2 discount, ideal DCG over min(k, |test|) items.
+
+    Parameters and return as :func:`precision_at_k`.
+    """
+    return _metric("ndcg", model, test_interactions, train_interactions, k, user_features,
+                   item_features, preserve_rows, num_threads, check_intersections)
+
+
+def map_at_k(model, test_interactions, train_interactions=None, k=10, user_features=None,
+             item_features=None, preserve_rows=False, num_threads=1, check_intersections=True):
+    """Average precision at k per user, normalised by min(k, |test|) (its mean is MAP@k).
+
+    Parameters and return as :func:`precision_at_k`.
+    """
+    return _metric("map", model, test_interactions, train_interactions, k, user_features,
+                   item_features, preserve_rows, num_threads, check_intersections)
+
+
+def hit_rate_at_k(model, test_interactions, train_interactions=None, k=10, user_features=None,
+                  item_features=None, preserve_rows=False, num_threads=1, check_intersections=True):
+    """Hit rate@k per user: 1 if any test item is in the top ``k``, else 0.
+
+    Parameters and return as :func:`precision_at_k`.
+    """
+    return _metric("hit_rate", model, test_interactions, train_interactions, k, user_features,
+                   item_features, preserve_rows, num_threads, check_intersections)
 
 
 def auc_score(model, test_interactions, train_interactions=None, user_features=None, item_features=None,
               preserve_rows=False, num_threads=1, check_intersections=True):
-    """Probability that a test item outranks a random non-interacted item, per user.
+    """ROC AUC per user: how often a test item ranks before a negative item.
 
-    Negatives are the items in neither the user's test nor train row. Parameters and returns as
-    :func:`precision_at_k` (without ``k``).
+    Negatives are the items in neither the user's test nor train row. Parameters and return as
+    :func:`precision_at_k` without ``k``.
     """
-    ranks = _ranks(model, test_interactions, train_interactions, user_features, item_features,
-                   num_threads, check_intersections)
-    n_users, n_items = ranks.shape
-    counts = np.diff(ranks.indptr)
-    if train_interactions is None:
-        n_train = np.zeros(n_users)
-    else:
-        from fastrank._validation import to_csr
-
-        n_train = np.diff(to_csr(train_interactions, "train_interactions").indptr)
-    values = np.zeros(n_users)
-    for user in np.flatnonzero(counts):
-        user_ranks = np.sort(ranks.data[ranks.indptr[user]:ranks.indptr[user + 1]])
-        # Other test items scored above this one are not negatives.
-        negatives_above = user_ranks - np.arange(user_ranks.shape[0])
-        n_negatives = n_items - counts[user] - n_train[user]
-        values[user] = 1.0 - negatives_above.mean() / n_negatives if n_negatives > 0 else 0.5
-    return _per_user(ranks, values, preserve_rows)
+    return _metric("auc", model, test_interactions, train_interactions, 1, user_features,
+                   item_features, preserve_rows, num_threads, check_intersections)
 
 
 def reciprocal_rank(model, test_interactions, train_interactions=None, user_features=None,
                     item_features=None, preserve_rows=False, num_threads=1, check_intersections=True):
-    """1 / (1 + rank of the best-ranked test item), per user.
+    """Reciprocal rank per user: 1 / (1 + rank of the best-ranked test item).
 
-    Parameters and returns as :func:`auc_score`.
+    Parameters and return as :func:`auc_score`.
     """
-    ranks = _ranks(model, test_interactions, train_interactions, user_features, item_features,
-                   num_threads, check_intersections)
-    best = np.full(ranks.shape[0], np.inf)
-    np.minimum.at(best, _entry_rows(ranks), ranks.data)
-    values = 1.0 / (1.0 + best)  # 0 for users without test items
-    return _per_user(ranks, values, preserve_rows)
+    return _metric("reciprocal_rank", model, test_interactions, train_interactions, 1, user_features,
+                   item_features, preserve_rows, num_threads, check_intersections)

@@ -314,8 +314,10 @@ def brute_force_ranks(model, test, train):
         scores = model.predict(user, np.arange(test.shape[1])).astype(np.float64)
         candidates = np.ones(test.shape[1], bool)
         candidates[train[user].indices] = False
+        ids = np.arange(test.shape[1])
         for item in test[user].indices:
-            expected.append(np.sum(scores[candidates] > scores[item]))
+            before = (scores > scores[item]) | ((scores == scores[item]) & (ids < item))
+            expected.append(np.sum(before & candidates))
     return np.array(expected, dtype=np.float32)
 
 
@@ -339,13 +341,16 @@ def test_predict_rank_matches_brute_force(num_threads):
     model.predict_rank(interactions, train, check_intersections=False)
 
 
-def test_ties_get_the_better_rank():
+def test_ties_go_to_the_lower_item_id():
     model = FastRank(no_components=2, random_state=0).fit(random_interactions(n_users=2, n_items=4), epochs=0)
     model.item_embeddings[:] = 0
     model.item_biases[:] = np.array([1.0, 1.0, 0.0, 2.0], np.float32)
     test = sp.csr_matrix(np.array([[1, 1, 1, 1], [0, 0, 0, 0]], np.float32))
     ranks = model.predict_rank(test)
-    np.testing.assert_array_equal(ranks.data, [1, 1, 3, 0])
+    np.testing.assert_array_equal(ranks.data, [1, 2, 3, 0])
+    # a constant model ranks items by id: no credit for ties
+    model.item_biases[:] = 0
+    np.testing.assert_array_equal(model.predict_rank(test).data, [0, 1, 2, 3])
 
 
 # ---------------------------------------------------------------- persistence
