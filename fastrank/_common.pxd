@@ -75,8 +75,21 @@ cdef extern from *:
             negative_gradient[c] = loss * user[c];
         }
     }
+
+    /* Number of items ranked before ``item`` (score ``threshold``) under the tie rule "higher
+       score first, then lower id": items below ``item`` count when their score is >=, items
+       above it when their score is >. Branch-free, so it vectorises. */
+    static inline int fastrank_count_before(const float* scores, int n, float threshold, int item) {
+        int count = 0, j;
+        for (j = 0; j < item; j++)
+            count += scores[j] >= threshold;
+        for (j = item + 1; j < n; j++)
+            count += scores[j] > threshold;
+        return count;
+    }
     """
     int FASTRANK_HAVE_OPENMP
+    int fastrank_count_before(const float* scores, int n, float threshold, int item) noexcept nogil
     void FASTRANK_PREFETCH(const void* address) noexcept nogil
     float fastrank_dot(const float* a, const float* b, int n) noexcept nogil
     void fastrank_adagrad_row(float* row, float* acc, const float* gradient, float weight, float alpha,

@@ -20,7 +20,7 @@ from libc.stdlib cimport malloc, calloc, free, qsort
 from libc.string cimport memset
 from scipy.linalg.cython_blas cimport sgemm
 
-from fastrank._common cimport FeatureSide, dot, representation
+from fastrank._common cimport FeatureSide, dot, fastrank_count_before, representation
 
 
 cdef void point_side(FeatureSide* side, object features, float[:, ::1] embeddings, float[::1] biases):
@@ -139,6 +139,43 @@ def block_size(Py_ssize_t n_queries, Py_ssize_t n_targets, Py_ssize_t budget_flo
     return int(max(1, min(n_queries, size)))
 
 
+# Up to this many held-out items per user, each is ranked by one branch-free counting pass over
+# the scores; beyond, one pass places every candidate among the sorted held-out items.
+cdef int COUNTING_LIMIT = 48
+
+
+cdef inline bint sorted_contains(const int* values, int length, int value) noexcept nogil:
+    cdef int low = 0, high = length - 1, middle
+    while low <= high:
+        middle = (low + high) >> 1
+        if values[middle] < value:
+            low = middle + 1
+        elif values[middle] > value:
+            high = middle - 1
+        else:
+            return 1
+    return 0
+
+
+cdef inline void count_ranks(const float* scores, int n_items, const int[::1] test_indices, int start,
+                             int n_test, const int[::1] exclude_indices, int exclude_start, int exclude_stop,
+                             float[::1] ranks) noexcept nogil:
+    """Rank each held-out item by counting every item before it, then taking back the excluded
+    items (which are not candidates) that were counted."""
+    cdef int j, position, item, excluded, count
+    cdef float threshold
+    for j in range(n_test):
+        item = test_indices[start + j]
+        threshold = scores[item]
+        count = fastrank_count_before(scores, n_items, threshold, item)
+        for position in range(exclude_start, exclude_stop):
+            excluded = exclude_indices[position]
+            if ranks_before(scores[excluded], excluded, threshold, item) and not sorted_contains(
+                    &test_indices[start], n_test, excluded):
+                count -= 1
+        ranks[start + j] = count
+
+
 def rank_held_out(const float[:, ::1] user_matrix, const float[:, ::1] item_matrix,
                   const int[::1] test_indptr, const int[::1] test_indices,
                   const int[::1] exclude_indptr, const int[::1] exclude_indices,
@@ -201,6 +238,10 @@ def rank_held_out(const float[:, ::1] user_matrix, const float[:, ::1] item_matr
                     if n_test == 0:
                         continue
                     scores = block + <Py_ssize_t>row * n_items
+                    if n_test <= COUNTING_LIMIT:
+                        count_ranks(scores, n_items, test_indices, start, n_test,
+                                    exclude_indices, exclude_indptr[user], exclude_indptr[user + 1], ranks)
+                        continue
                     for position in range(exclude_indptr[user], exclude_indptr[user + 1]):
                         marks[exclude_indices[position]] = 1
                     for j in range(n_test):
