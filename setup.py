@@ -96,7 +96,8 @@ def _extension(name):
     return Extension(
         f"fastrank.{name}",
         [f"fastrank/{name}.pyx"],
-        include_dirs=[numpy.get_include()],
+        include_dirs=[numpy.get_include(), "fastrank"],
+        depends=["fastrank/_simd.h", "fastrank/_common.pxd"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
 

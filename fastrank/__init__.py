@@ -1,9 +1,17 @@
 """fastrank: a fast hybrid recommender with LightFM's API."""
 
+import os as _os
 import warnings as _warnings
 
+from fastrank import _ranking, _sgd
 from fastrank._sgd import openmp_enabled
 from fastrank._version import __version__
+
+# Each compiled module carries its own copy of the inner loops; both pick the same variant.
+# FASTRANK_DISABLE_AVX2=1 forces the baseline loops (to compare, or on a misbehaving CPU).
+_allow_avx2 = _os.environ.get("FASTRANK_DISABLE_AVX2", "") in ("", "0")
+instruction_set = _sgd.select_instruction_set(_allow_avx2)
+_ranking.select_instruction_set(_allow_avx2)
 
 if not openmp_enabled():
     _warnings.warn(
@@ -15,4 +23,4 @@ if not openmp_enabled():
 
 from fastrank._estimator import FastRank  # noqa: E402
 
-__all__ = ["FastRank", "openmp_enabled", "__version__"]
+__all__ = ["FastRank", "openmp_enabled", "instruction_set", "__version__"]

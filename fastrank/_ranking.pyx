@@ -20,7 +20,7 @@ from libc.stdlib cimport malloc, calloc, free, qsort
 from libc.string cimport memset
 from scipy.linalg.cython_blas cimport sgemm
 
-from fastrank._common cimport FeatureSide, dot, fastrank_count_before, representation
+from fastrank._common cimport FeatureSide, dot, fastrank_count_before, fastrank_detect_cpu, representation
 
 
 cdef void point_side(FeatureSide* side, object features, float[:, ::1] embeddings, float[::1] biases):
@@ -95,6 +95,11 @@ def predict_pairs(const int[::1] user_ids, const int[::1] item_ids,
         free(buffers)
     if allocation_failed[0]:
         raise MemoryError("fastrank could not allocate scoring buffers")
+
+
+def select_instruction_set(bint allow_avx2):
+    """Choose the inner loops of this module (see ``fastrank._sgd.select_instruction_set``)."""
+    fastrank_detect_cpu(allow_avx2)
 
 
 cdef struct Scored:

@@ -14,7 +14,9 @@ from libc.stdint cimport uint64_t
 from libc.stdlib cimport malloc, free, qsort
 
 from fastrank._common cimport (
-    FASTRANK_HAVE_OPENMP, FASTRANK_PREFETCH, FeatureSide, fastrank_adagrad_row, fastrank_pairwise_gradients, Sampler, sampler_init, draw_below, peek_below, prefetch_floats,
+    FASTRANK_HAVE_OPENMP, FASTRANK_PREFETCH, FeatureSide, fastrank_adagrad_row, fastrank_adadelta_row, fastrank_pairwise_gradients,
+    fastrank_detect_cpu, fastrank_simd_level, Sampler, sampler_init, sampler_start_example, example_stream, stream_draw, draw_below, peek_below,
+    prefetch_floats,
     dot, representation,
 )
 
@@ -43,6 +45,15 @@ MAX_BPR_TRIES = BPR_TRIES
 def openmp_enabled():
     """Whether the kernels were compiled with OpenMP."""
     return bool(FASTRANK_HAVE_OPENMP)
+
+
+def select_instruction_set(bint allow_avx2):
+    """Choose the inner loops once, at import: AVX2+FMA when allowed and the CPU has it.
+
+    Returns "avx2" or "baseline".
+    """
+    fastrank_detect_cpu(allow_avx2)
+    return "avx2" if fastrank_simd_level() == 2 else "baseline"
 
 
 cdef struct Model:
@@ -99,14 +110,8 @@ cdef inline void update_feature(const Model* model, FeatureSide* side, int featu
             side.biases[feature] -= rate * g / sqrtf(accumulated)
             side.bias_acc[feature] = accumulated + g * g
     else:
-        momentum = side.embedding_momentum + <Py_ssize_t>feature * d
-        for c in range(d):
-            g = weight * gradient[c] + alpha * embedding[c]
-            squared = rho * momentum[c] + (1 - rho) * g * g
-            momentum[c] = squared
-            step = sqrtf(acc[c] + eps) / sqrtf(squared + eps) * g
-            acc[c] = rho * acc[c] + (1 - rho) * step * step
-            embedding[c] -= step
+        fastrank_adadelta_row(embedding, acc, side.embedding_momentum + <Py_ssize_t>feature * d, gradient,
+                              weight, alpha, rho, eps, d)
         if with_bias:
             g = weight * bias_gradient + alpha * side.biases[feature]
             squared = rho * side.bias_momentum[feature] + (1 - rho) * g * g
@@ -180,9 +185,6 @@ cdef inline void bpr_step(Model* model, Workspace* work, int user, int positive,
     cdef const float* user_repr
     cdef const float* positive_repr
     cdef const float* negative_repr
-    # This example's negative and, most likely, the next example's.
-    prefetch_candidate(model, work, 1)
-    prefetch_candidate(model, work, 2)
     for tries in range(BPR_TRIES):
         negative = draw_below(&work.sampler, model.n_items)
         if not is_positive(model, user, negative):
@@ -240,9 +242,6 @@ cdef inline void warp_against(Model* model, Workspace* work, int user, const flo
 
 cdef inline void warp_step(Model* model, Workspace* work, int user, int positive, float weight) noexcept nogil:
     cdef float user_bias, positive_bias
-    cdef int ahead
-    for ahead in range(1, min(PREFETCH_DRAWS, model.max_sampled) + 1):
-        prefetch_candidate(model, work, ahead)
     cdef const float* user_repr = representation(&model.users, user, model.no_components,
                                                  work.user_buffer, &user_bias)
     cdef const float* positive_repr = representation(&model.items, positive, model.no_components,
@@ -289,11 +288,6 @@ cdef inline void warp_kos_step(Model* model, Workspace* work, int user) noexcept
     if count == 0:
         return
     sampled_count = model.n if model.n < count else count
-    if model.items.identity:
-        for j in range(sampled_count):
-            positive = model.positive_indices[start + peek_below(&work.sampler, count, j + 1)]
-            prefetch_floats(model.items.embeddings + <Py_ssize_t>positive * model.no_components,
-                            model.no_components)
     user_repr = representation(&model.users, user, model.no_components, work.user_buffer, &user_bias)
     for j in range(sampled_count):
         positive = model.positive_indices[start + draw_below(&work.sampler, count)]
@@ -319,18 +313,48 @@ cdef inline void prefetch_side_row(const FeatureSide* side, int row, int no_comp
         FASTRANK_PREFETCH(side.bias_acc + row)
 
 
-cdef inline void prefetch_example(const Model* model, int user, int item) noexcept nogil:
-    """Start loading the parameter rows and the positives of the next example while this one is
-    processed (its ``positive_indptr`` entry was prefetched one example earlier)."""
-    cdef int start = model.positive_indptr[user]
-    cdef int count = model.positive_indptr[user + 1] - start
+cdef inline void prefetch_ahead(const Model* model, int loss, const int[::1] users, const int[::1] items,
+                                Py_ssize_t position, Py_ssize_t n_visits, uint64_t seed) noexcept nogil:
+    """Start loading what the next examples will touch while this one is processed.
+
+    Memory is fetched in stages, each one reading only what an earlier stage brought in:
+    three examples ahead, the user's CSR row bounds of positives; two ahead, that row of
+    positive items; one ahead, the parameter rows of the user, the item and the first sampled
+    candidates (whose ids are known because each example's draws are a function of its
+    position).
+    """
+    cdef int user, item, start, count, j, candidate
+    cdef uint64_t stream
+    if position + 3 < n_visits:
+        FASTRANK_PREFETCH(model.positive_indptr + users[position + 3])
+    if position + 2 < n_visits:
+        user = users[position + 2]
+        start = model.positive_indptr[user]
+        count = model.positive_indptr[user + 1] - start
+        for j in range(0, min(count, 64), 16):
+            FASTRANK_PREFETCH(model.positive_indices + start + j)
+    if position + 1 >= n_visits:
+        return
+    user = users[position + 1]
+    item = items[position + 1]
     prefetch_side_row(&model.users, user, model.no_components)
+    stream = example_stream(seed, position + 1)
+    if loss == C_WARP_KOS:
+        start = model.positive_indptr[user]
+        count = model.positive_indptr[user + 1] - start
+        if model.items.identity and count > 0:
+            for j in range(min(model.n, count)):
+                candidate = model.positive_indices[start + stream_draw(stream, count, j + 1)]
+                prefetch_floats(model.items.embeddings + <Py_ssize_t>candidate * model.no_components,
+                                model.no_components)
+        return
     prefetch_side_row(&model.items, item, model.no_components)
-    if count > 0:
-        # the binary search touches the middle first, then one of the quarters
-        FASTRANK_PREFETCH(model.positive_indices + start + count // 2)
-        FASTRANK_PREFETCH(model.positive_indices + start + count // 4)
-        FASTRANK_PREFETCH(model.positive_indices + start + (3 * count) // 4)
+    if model.items.identity and loss != C_LOGISTIC:
+        for j in range(1, (min(PREFETCH_DRAWS, model.max_sampled) if loss == C_WARP else 1) + 1):
+            candidate = stream_draw(stream, model.n_items, j)
+            prefetch_floats(model.items.embeddings + <Py_ssize_t>candidate * model.no_components,
+                            model.no_components)
+            FASTRANK_PREFETCH(model.items.biases + candidate)
 
 
 cdef void fill_side(FeatureSide* side, object features, tuple parameters, float alpha):
@@ -456,7 +480,7 @@ def run_epoch(int loss,
             work.user_gradient = work.user_buffer + 3 * no_components
             work.positive_gradient = work.user_buffer + 4 * no_components
             work.negative_gradient = work.user_buffer + 5 * no_components
-            sampler_init(&work.sampler, seed, thread)
+            sampler_init(&work.sampler)
             if thread == 0:
                 work.sampler.script = script_pointer
                 work.sampler.script_length = script_length
@@ -464,10 +488,9 @@ def run_epoch(int loss,
         for position in prange(n_visits, schedule="static"):
             if work == NULL:
                 continue
-            if position + 2 < n_visits:
-                FASTRANK_PREFETCH(model.positive_indptr + example_users[position + 2])
-            if position + 1 < n_visits:
-                prefetch_example(&model, example_users[position + 1], example_items[position + 1])
+            prefetch_ahead(&model, loss, example_users, example_items, position, n_visits, seed)
+            if work.sampler.script == NULL:
+                sampler_start_example(&work.sampler, seed, position)
             if loss == C_WARP:
                 warp_step(&model, work, example_users[position], example_items[position],
                           example_weights[position])
