@@ -53,7 +53,14 @@ def _open_unit_interval(value):
 
 
 def _random_state_like(value):
-    return value is None or is_integer(value) or isinstance(value, (np.random.RandomState, np.random.Generator))
+    if is_integer(value):
+        return value >= 0
+    return value is None or isinstance(value, (np.random.RandomState, np.random.Generator))
+
+
+def _accumulator_start(value):
+    # the accumulators are float32: a start beyond its range would be inf and freeze training
+    return value is None or (_positive_real(value) and value <= np.finfo(np.float32).max)
 
 
 # Declarative parameter checks: name -> (predicate, what a valid value is).
@@ -69,8 +76,8 @@ _PARAMETER_CONSTRAINTS = {
     "item_alpha": (_non_negative_real, "a non-negative finite number"),
     "user_alpha": (_non_negative_real, "a non-negative finite number"),
     "max_sampled": (_positive_integer, "a positive integer below 2**31"),
-    "random_state": (_random_state_like, "None, an int, a numpy RandomState or a numpy Generator"),
-    "initial_accumulator": (lambda v: v is None or _positive_real(v), "None or a positive finite number"),
+    "random_state": (_random_state_like, "None, a non-negative int, a numpy RandomState or a numpy Generator"),
+    "initial_accumulator": (_accumulator_start, "None or a positive number within float32 range"),
 }
 
 # Adagrad's starting accumulator per loss when ``initial_accumulator=None`` (see the class docstring).
@@ -333,15 +340,8 @@ class FastRank:
         -------
         self
         """
-        self._reset_state()
-        return self.fit_partial(
-            interactions,
-            user_features=user_features,
-            item_features=item_features,
-            sample_weight=sample_weight,
-            epochs=epochs,
-            num_threads=num_threads,
-            verbose=verbose,
+        return self._fit_partial(
+            interactions, user_features, item_features, sample_weight, epochs, num_threads, verbose, reset=True
         )
 
     def fit_partial(
@@ -380,8 +380,11 @@ class FastRank:
         epochs,
         num_threads,
         verbose,
+        reset=False,
         _script=None,
     ):
+        # ``reset`` (from fit) discards the model, but only once every input has been validated,
+        # so a rejected fit leaves a trained model intact.
         # ``_script`` is a test hook: the integers the sampler returns instead of random draws.
         self._check_params()
         epochs = self._check_epochs(epochs)
@@ -398,6 +401,8 @@ class FastRank:
             weights = np.ones(interactions.nnz, dtype=np.float32)
         examples = self._training_examples(interactions, weights)
 
+        if reset:
+            self._reset_state()
         if not self._is_fitted():
             self._reset_state()
             self._rng = _resolve_random_state(self.random_state)

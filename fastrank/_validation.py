@@ -62,9 +62,7 @@ def to_csr(matrix, name):
         if dense.ndim != 2:
             raise ValueError(f"{name} must be 2-D, got an array with {dense.ndim} dimension(s)")
         dtype = dense.dtype
-    if not (np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.bool_)) or np.issubdtype(
-        dtype, np.complexfloating
-    ):
+    if np.dtype(dtype).kind not in "biuf":  # bool, signed, unsigned, float: no complex/timedelta/object
         raise TypeError(f"{name} must hold real numbers, got dtype {dtype}")
     n_rows, n_cols = matrix.shape if sp.issparse(matrix) else dense.shape
     if n_rows == 0 or n_cols == 0:

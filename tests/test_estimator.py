@@ -429,3 +429,14 @@ def test_pickle_round_trip_is_exact():
     model.fit_partial(random_interactions(), epochs=1)
     restored.fit_partial(random_interactions(), epochs=1)
     assert_same_state(model, restored)
+
+
+def test_rejected_fit_keeps_the_trained_model():
+    model = FastRank(loss="warp", random_state=0).fit(random_interactions(), epochs=2)
+    before = copy.deepcopy(model)
+    with pytest.raises(TypeError):
+        model.fit(None)
+    with pytest.raises(ValueError):
+        model.fit(random_interactions(), item_features=random_features(19, 3))
+    assert_same_state(before, model)
+    np.testing.assert_array_equal(model.predict(0, np.arange(20)), before.predict(0, np.arange(20)))
