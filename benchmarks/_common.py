@@ -312,10 +312,26 @@ def environment_summary(modules: Sequence[OptionalModule] = ()) -> List[str]:
         f"usable cpus={len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'}",
         f"cpu: {_cpu_model()}",
         f"numpy {np.__version__}, scipy {scipy.__version__}",
+        load_average(),
     ]
     for mod in modules:
         lines.append(f"{mod.name} {mod.version}")
     return lines
+
+
+def load_average() -> str:
+    """Return the 1/5/15-minute load averages as text (noise indicator).
+
+    Returns
+    -------
+    str
+        e.g. ``"load average 0.52 0.67 0.36"``, or ``"load average n/a"``.
+    """
+    try:
+        one, five, fifteen = os.getloadavg()
+    except (AttributeError, OSError):
+        return "load average n/a"
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 def _cpu_model() -> str:
