@@ -31,6 +31,7 @@ cdef extern from "_simd.h":
                                      const float* negative, float* user_gradient, float* positive_gradient,
                                      float* negative_gradient, int n) noexcept nogil
     int fastrank_count_before(const float* scores, int n, float threshold, int item) noexcept nogil
+    int fastrank_sorted_contains(const int* values, int n, int key) noexcept nogil
 
 
 # A feature matrix as raw CSR pointers, plus the parameters of its features.  ``identity`` means

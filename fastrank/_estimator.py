@@ -59,8 +59,9 @@ def _random_state_like(value):
 
 
 def _accumulator_start(value):
-    # the accumulators are float32: a start beyond its range would be inf and freeze training
-    return value is None or (_positive_real(value) and value <= np.finfo(np.float32).max)
+    # The accumulators are float32: a start beyond its range would be inf and freeze training, and
+    # one below its normal range (subnormal) breaks the reciprocal square root of the AVX2 loop.
+    return value is None or (_positive_real(value) and 1e-30 <= value <= np.finfo(np.float32).max)
 
 
 # Declarative parameter checks: name -> (predicate, what a valid value is).
@@ -77,7 +78,7 @@ _PARAMETER_CONSTRAINTS = {
     "user_alpha": (_non_negative_real, "a non-negative finite number"),
     "max_sampled": (_positive_integer, "a positive integer below 2**31"),
     "random_state": (_random_state_like, "None, a non-negative int, a numpy RandomState or a numpy Generator"),
-    "initial_accumulator": (_accumulator_start, "None or a positive number within float32 range"),
+    "initial_accumulator": (_accumulator_start, "None or a number between 1e-30 and 3.4e38"),
 }
 
 # Adagrad's starting accumulator per loss when ``initial_accumulator=None`` (see the class docstring).

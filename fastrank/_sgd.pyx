@@ -15,7 +15,7 @@ from libc.stdlib cimport malloc, free, qsort
 
 from fastrank._common cimport (
     FASTRANK_HAVE_OPENMP, FASTRANK_PREFETCH, FeatureSide, fastrank_adagrad_row, fastrank_adadelta_row, fastrank_pairwise_gradients,
-    fastrank_detect_cpu, fastrank_simd_level, Sampler, sampler_init, sampler_start_example, example_stream, stream_draw, draw_below, peek_below,
+    fastrank_detect_cpu, fastrank_simd_level, fastrank_sorted_contains, Sampler, sampler_init, sampler_start_example, example_stream, stream_draw, draw_below, peek_below,
     prefetch_floats,
     dot, representation,
 )
@@ -32,6 +32,9 @@ BPR = C_BPR
 WARP = C_WARP
 WARP_KOS = C_WARP_KOS
 
+# Float constants: a bare 1.0 is a C double and would drag the arithmetic into double precision.
+cdef float ONE = 1.0
+cdef float ZERO = 0.0
 # WARP's rank weight is clipped here for numerical stability.
 cdef float MAX_LOSS = 10.0
 # A BPR example whose user has interacted with (nearly) every item is skipped after this many
@@ -89,7 +92,7 @@ cdef struct Workspace:
 
 
 cdef inline float sigmoid(float x) noexcept nogil:
-    return 1.0 / (1.0 + expf(-x))
+    return ONE / (ONE + expf(-x))
 
 
 cdef inline void update_feature(const Model* model, FeatureSide* side, int feature, float weight,
@@ -134,18 +137,9 @@ cdef inline void apply_gradient(const Model* model, FeatureSide* side, int row, 
 
 
 cdef inline int is_positive(const Model* model, int user, int item) noexcept nogil:
-    """Binary search of ``item`` among the user's positive items."""
-    cdef int low = model.positive_indptr[user], high = model.positive_indptr[user + 1] - 1, middle, value
-    while low <= high:
-        middle = (low + high) >> 1
-        value = model.positive_indices[middle]
-        if value < item:
-            low = middle + 1
-        elif value > item:
-            high = middle - 1
-        else:
-            return 1
-    return 0
+    """Whether ``item`` is among the user's (sorted) positive items."""
+    cdef int start = model.positive_indptr[user]
+    return fastrank_sorted_contains(model.positive_indices + start, model.positive_indptr[user + 1] - start, item)
 
 
 cdef inline void pairwise_update(Model* model, Workspace* work, int user, const float* user_repr,
@@ -171,7 +165,7 @@ cdef inline void logistic_step(Model* model, Workspace* work, int user, int item
                                                  work.positive_buffer, &item_bias)
     cdef float score = dot(user_repr, item_repr, model.no_components) + user_bias + item_bias
     # d/dscore of the weighted log loss; values <= 0 are negatives.
-    loss = weight * (sigmoid(score) - (1.0 if label > 0 else 0.0))
+    loss = weight * (sigmoid(score) - (ONE if label > 0 else ZERO))
     for c in range(model.no_components):
         work.user_gradient[c] = loss * item_repr[c]
         work.positive_gradient[c] = loss * user_repr[c]
@@ -227,12 +221,12 @@ cdef inline void warp_against(Model* model, Workspace* work, int user, const flo
         negative_repr = representation(&model.items, negative, model.no_components,
                                        work.negative_buffer, &negative_bias)
         negative_score = dot(user_repr, negative_repr, model.no_components) + negative_bias
-        if negative_score > positive_score - 1.0:
+        if negative_score > positive_score - ONE:
             if is_positive(model, user, negative):
                 continue
             # log of the rank estimated from the number of draws needed to find a violator
             loss = floorf(<float>((model.n_items - 1) // sampled))
-            loss = weight * logf(loss if loss > 1.0 else 1.0)
+            loss = weight * logf(loss if loss > ONE else ONE)
             if loss > MAX_LOSS:
                 loss = MAX_LOSS
             pairwise_update(model, work, user, user_repr, positive, positive_repr,
