@@ -448,14 +448,17 @@ class FastRank:
             script=_script,
         )
         for _ in _epoch_range(epochs, verbose):
-            order = self._rng.permutation(examples["users"].shape[0])
+            shuffle_seed = int(self._rng.integers(0, 2**63))
             seed = int(self._rng.integers(0, 2**63))
             # The kernel walks the examples in memory order, so they are gathered shuffled.
+            users, items, labels, weights = _sgd.shuffled_examples(
+                shuffle_seed, examples["users"], examples["items"], examples["labels"], examples["weights"]
+            )
             _sgd.run_epoch(
-                example_users=examples["users"][order],
-                example_items=examples["items"][order],
-                example_labels=examples["labels"][order],
-                example_weights=examples["weights"][order],
+                example_users=users,
+                example_items=items,
+                example_labels=labels,
+                example_weights=weights,
                 seed=seed,
                 **kernel_arguments,
             )

@@ -440,3 +440,22 @@ def test_rejected_fit_keeps_the_trained_model():
         model.fit(random_interactions(), item_features=random_features(19, 3))
     assert_same_state(before, model)
     np.testing.assert_array_equal(model.predict(0, np.arange(20)), before.predict(0, np.arange(20)))
+
+
+def test_shuffled_order_is_a_seeded_permutation():
+    from fastrank._sgd import shuffled_order, shuffled_examples
+
+    order = shuffled_order(123, 1000)
+    assert order.dtype == np.int32 and np.array_equal(np.sort(order), np.arange(1000))
+    assert np.array_equal(order, shuffled_order(123, 1000))
+    assert not np.array_equal(order, shuffled_order(124, 1000))
+    assert not np.array_equal(order, np.arange(1000))
+    users = np.arange(1000, dtype=np.int32)
+    values = np.arange(1000, dtype=np.float32) * 2
+    out_users, out_items, out_labels, out_weights = shuffled_examples(123, users, users[::-1].copy(), values, values)
+    np.testing.assert_array_equal(out_users, order)
+    np.testing.assert_array_equal(out_items, 999 - order)
+    np.testing.assert_array_equal(out_labels, order * 2.0)
+    # every position is equally likely: the first element over many seeds is spread out
+    firsts = [shuffled_order(seed, 10)[0] for seed in range(2000)]
+    assert np.bincount(firsts, minlength=10).min() > 120

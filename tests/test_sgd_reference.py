@@ -6,9 +6,10 @@ runs the reference below on float64 copies, then runs one real epoch with ``num_
 the sampler scripted through the ``_script`` test hook, and compares every parameter and
 optimizer-state array.
 
-The order in which an epoch visits its examples is ``model._rng.permutation(n_examples)``, drawn
-just before the kernel call; the tests replay it on a copy of the generator so that the
-reference visits the examples (and consumes the scripted draws) in the same order.
+The order in which an epoch visits its examples is ``fastrank._sgd.shuffled_order(seed, n_examples)``
+with ``seed = model._rng.integers(0, 2**63)`` drawn just before the kernel call; the tests replay
+it on a copy of the generator so that the reference visits the examples (and consumes the
+scripted draws) in the same order.
 """
 
 import copy
@@ -19,6 +20,7 @@ import pytest
 import scipy.sparse as sp
 
 from fastrank import FastRank
+from fastrank._sgd import shuffled_order
 
 N_COMPONENTS = 11  # one unrolled block of 8 in the kernel's dot product plus a remainder of 3
 LEARNING_RATE = 0.1
@@ -382,7 +384,7 @@ def run_epoch_both(model, interactions, user_features, item_features, sample_wei
     n_examples = csr.nnz if model.loss == "logistic" else int(np.sum(csr.data > 0))
 
     replay = copy.deepcopy(model._rng)
-    order = replay.permutation(n_examples)
+    order = shuffled_order(int(replay.integers(0, 2**63)), n_examples)
     replay.integers(0, 2**63)  # the epoch's sampler seed, unused: the script covers every draw
     script = list(make_script(order))
 
