@@ -79,6 +79,8 @@ _PARAMETER_CONSTRAINTS = {
     "max_sampled": (_positive_integer, "a positive integer below 2**31"),
     "random_state": (_random_state_like, "None, a non-negative int, a numpy RandomState or a numpy Generator"),
     "initial_accumulator": (_accumulator_start, "None or a number between 1e-30 and 3.4e38"),
+    "debias": (lambda v: v is None or (isinstance(v, str) and v in _sgd.DEBIAS), "None, 'zerosum' or 'pos2neg2'"),
+    "debias_weight": (_non_negative_real, "a non-negative finite number"),
 }
 
 # Adagrad's starting accumulator per loss when ``initial_accumulator=None`` (see the class docstring).
@@ -155,6 +157,16 @@ class FastRank:
         loss: 1.0 (LightFM's value) for ``warp`` and ``warp-kos``, whose gradients carry a
         log-rank weight of up to 10, and 0.1 for ``bpr`` and ``logistic``, whose gradients are
         bounded by 1 and would otherwise move the near-zero initial embeddings very slowly.
+    debias : {None, "zerosum", "pos2neg2"}, default None
+        Popularity-debiasing score regulariser of Rhee, Cho and Suh (RecSys 2022), for ``bpr``
+        and ``warp`` only. For an example of user u with positive p and negative n, ``zerosum``
+        adds ``debias_weight * -log(1 - tanh(|s_up + s_un|))`` to the loss (a user's positive and
+        negative scores are pushed to sum to zero); ``pos2neg2`` draws a second positive p2 and
+        a second negative n2 and adds ``debias_weight * (-log(1 - tanh(|s_up - s_up2|))
+        - log(1 - tanh(|s_un - s_un2|)))`` (a user's positives score alike, and its negatives).
+        The absolute values inside are clipped at 9 so the terms stay finite.
+    debias_weight : float, default 1.0
+        Strength of the regulariser.
 
     Attributes
     ----------
@@ -179,6 +191,8 @@ class FastRank:
         max_sampled=10,
         random_state=None,
         initial_accumulator=None,
+        debias=None,
+        debias_weight=1.0,
     ):
         self.no_components = no_components
         self.k = k
@@ -193,6 +207,8 @@ class FastRank:
         self.max_sampled = max_sampled
         self.random_state = random_state
         self.initial_accumulator = initial_accumulator
+        self.debias = debias
+        self.debias_weight = debias_weight
 
     # ------------------------------------------------------------------ scikit-learn contract
     @classmethod
@@ -233,6 +249,8 @@ class FastRank:
                 valid = False
             if not valid:
                 raise ValueError(f"FastRank parameter {name} must be {description}, got {value!r}")
+        if self.debias is not None and self.loss not in ("bpr", "warp"):
+            raise ValueError(f"debias={self.debias!r} needs loss='bpr' or loss='warp', got loss={self.loss!r}")
 
     # ------------------------------------------------------------------ state
     def _is_fitted(self):
@@ -444,6 +462,8 @@ class FastRank:
             max_sampled=self.max_sampled,
             k=self.k,
             n=self.n,
+            debias=_sgd.DEBIAS[self.debias],
+            debias_weight=self.debias_weight,
             num_threads=num_threads,
             script=_script,
         )

@@ -10,7 +10,7 @@ random number generator and scratch buffers.
 cimport cython
 import numpy as np
 from cython.parallel cimport parallel, prange, threadid
-from libc.math cimport expf, logf, sqrtf, floorf
+from libc.math cimport expf, logf, sqrtf, floorf, fabsf, tanhf
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport malloc, free, qsort
 
@@ -23,10 +23,20 @@ from fastrank._common cimport (
 )
 
 cdef enum:
+    DEBIAS_NONE = 0
+    DEBIAS_ZEROSUM = 1
+    DEBIAS_POS2NEG2 = 2
+
+cdef enum:
     C_LOGISTIC = 0
     C_BPR = 1
     C_WARP = 2
     C_WARP_KOS = 3
+
+# Popularity-debiasing regulariser codes shared with the estimator.
+DEBIAS = {None: DEBIAS_NONE, "zerosum": DEBIAS_ZEROSUM, "pos2neg2": DEBIAS_POS2NEG2}
+# |score sum/difference| is clipped here inside -log(1 - tanh(.)), keeping it finite (about 17.3).
+cdef float DEBIAS_CLIP = 9.0
 
 # Loss codes shared with the estimator.
 LOGISTIC = C_LOGISTIC
@@ -124,6 +134,8 @@ cdef struct Model:
     int max_sampled
     int k
     int n
+    int debias                     # DEBIAS_NONE, DEBIAS_ZEROSUM or DEBIAS_POS2NEG2
+    float debias_weight
     const int* positive_indptr     # CSR of the positive (value > 0) interactions, sorted columns
     const int* positive_indices
 
@@ -141,6 +153,10 @@ cdef struct Workspace:
     float* user_gradient
     float* positive_gradient
     float* negative_gradient
+    float* second_positive_buffer     # pos2neg2: the second positive and negative
+    float* second_negative_buffer
+    float* second_positive_gradient
+    float* second_negative_gradient
     ScoredItem* scored
 
 
@@ -196,9 +212,15 @@ cdef inline int is_positive(const Model* model, int user, int item) noexcept nog
 
 
 cdef inline void pairwise_update(Model* model, Workspace* work, int user, const float* user_repr,
-                                 int positive, const float* positive_repr,
-                                 int negative, const float* negative_repr, float loss) noexcept nogil:
-    """Gradient step of ``loss * (score(negative) - score(positive))``, shared by BPR and WARP."""
+                                 float user_bias, int positive, const float* positive_repr, float positive_bias,
+                                 int negative, const float* negative_repr, float negative_bias,
+                                 float loss, float weight) noexcept nogil:
+    """Gradient step of ``loss * (score(negative) - score(positive))``, shared by BPR and WARP,
+    plus the popularity-debiasing regulariser when one is set."""
+    if model.debias != DEBIAS_NONE:
+        debiased_update(model, work, user, user_repr, user_bias, positive, positive_repr, positive_bias,
+                        negative, negative_repr, negative_bias, loss, weight)
+        return
     # All gradients are taken from the representations before any parameter moves.
     fastrank_pairwise_gradients(loss, user_repr, positive_repr, negative_repr, work.user_gradient,
                                 work.positive_gradient, work.negative_gradient, model.no_components)
@@ -206,6 +228,97 @@ cdef inline void pairwise_update(Model* model, Workspace* work, int user, const 
     apply_gradient(model, &model.users, user, work.user_gradient, 0.0, 0)
     apply_gradient(model, &model.items, positive, work.positive_gradient, -loss, 1)
     apply_gradient(model, &model.items, negative, work.negative_gradient, loss, 1)
+
+
+cdef inline float debias_slope(float x) noexcept nogil:
+    """d/dx of -log(1 - tanh(|x|)), which is sign(x) * (1 + tanh(|x|)), with |x| clipped."""
+    cdef float magnitude = fabsf(x)
+    if magnitude > DEBIAS_CLIP:
+        magnitude = DEBIAS_CLIP
+    if x > 0:
+        return ONE + tanhf(magnitude)
+    if x < 0:
+        return -(ONE + tanhf(magnitude))
+    return ZERO
+
+
+cdef inline int draw_negative(Model* model, Workspace* work, int user) noexcept nogil:
+    """A uniformly drawn item the user has no positive interaction with, or -1 after
+    ``BPR_TRIES`` draws that all hit positives."""
+    cdef int tries, negative
+    for tries in range(BPR_TRIES):
+        negative = draw_below(&work.sampler, model.n_items)
+        if not is_positive(model, user, negative):
+            return negative
+    return -1
+
+
+cdef void debiased_update(Model* model, Workspace* work, int user, const float* user_repr, float user_bias,
+                          int positive, const float* positive_repr, float positive_bias,
+                          int negative, const float* negative_repr, float negative_bias,
+                          float loss, float weight) noexcept nogil:
+    """Pairwise step plus Rhee et al.'s score regulariser (RecSys 2022).
+
+    Every term is a function of the ranking scores s = user_repr . item_repr + item_bias (the user
+    bias, which never changes a user's ranking, is left out, so it cannot absorb the
+    regulariser), so the step is: coefficient c_j = d(loss)/d(s_j) for each item j involved,
+    then user gradient sum_j c_j item_repr_j, item j gradient c_j user_repr, item j bias c_j.
+
+    zerosum adds ``w * lambda * -log(1 - tanh|s_p + s_n|)``; pos2neg2 draws a second positive p2
+    and a second negative n2 and adds ``w * lambda * (-log(1 - tanh|s_p - s_p2|)
+    - log(1 - tanh|s_n - s_n2|))``.
+    """
+    cdef int d = model.no_components, c, start, count
+    cdef int second_positive = -1, second_negative = -1
+    cdef float strength = weight * model.debias_weight
+    cdef float score_positive = dot(user_repr, positive_repr, d) + positive_bias
+    cdef float score_negative = dot(user_repr, negative_repr, d) + negative_bias
+    cdef float c_positive = -loss, c_negative = loss, c_second_positive = 0, c_second_negative = 0
+    cdef float slope, second_bias
+    cdef const float* second_positive_repr = NULL
+    cdef const float* second_negative_repr = NULL
+    if model.debias == DEBIAS_ZEROSUM:
+        slope = strength * debias_slope(score_positive + score_negative)
+        c_positive += slope
+        c_negative += slope
+    else:
+        start = model.positive_indptr[user]
+        count = model.positive_indptr[user + 1] - start
+        second_positive = model.positive_indices[start + draw_below(&work.sampler, count)]
+        second_positive_repr = representation(&model.items, second_positive, d, work.second_positive_buffer,
+                                              &second_bias)
+        slope = strength * debias_slope(
+            score_positive - (dot(user_repr, second_positive_repr, d) + second_bias))
+        c_positive += slope
+        c_second_positive = -slope
+        second_negative = draw_negative(model, work, user)
+        if second_negative >= 0:
+            second_negative_repr = representation(&model.items, second_negative, d,
+                                                  work.second_negative_buffer, &second_bias)
+            slope = strength * debias_slope(
+                score_negative - (dot(user_repr, second_negative_repr, d) + second_bias))
+            c_negative += slope
+            c_second_negative = -slope
+    # Gradients from the representations before any parameter moves.
+    for c in range(d):
+        work.user_gradient[c] = c_positive * positive_repr[c] + c_negative * negative_repr[c]
+        work.positive_gradient[c] = c_positive * user_repr[c]
+        work.negative_gradient[c] = c_negative * user_repr[c]
+    if second_positive_repr != NULL:
+        for c in range(d):
+            work.user_gradient[c] += c_second_positive * second_positive_repr[c]
+            work.second_positive_gradient[c] = c_second_positive * user_repr[c]
+    if second_negative_repr != NULL:
+        for c in range(d):
+            work.user_gradient[c] += c_second_negative * second_negative_repr[c]
+            work.second_negative_gradient[c] = c_second_negative * user_repr[c]
+    apply_gradient(model, &model.users, user, work.user_gradient, ZERO, 0)
+    apply_gradient(model, &model.items, positive, work.positive_gradient, c_positive, 1)
+    apply_gradient(model, &model.items, negative, work.negative_gradient, c_negative, 1)
+    if second_positive_repr != NULL:
+        apply_gradient(model, &model.items, second_positive, work.second_positive_gradient, c_second_positive, 1)
+    if second_negative_repr != NULL:
+        apply_gradient(model, &model.items, second_negative, work.second_negative_gradient, c_second_negative, 1)
 
 
 cdef inline void logistic_step(Model* model, Workspace* work, int user, int item, float label,
@@ -228,15 +341,10 @@ cdef inline void logistic_step(Model* model, Workspace* work, int user, int item
 
 cdef inline void bpr_step(Model* model, Workspace* work, int user, int positive, float weight) noexcept nogil:
     cdef float user_bias, positive_bias, negative_bias, positive_score, negative_score
-    cdef int negative = -1, tries
+    cdef int negative = draw_negative(model, work, user)
     cdef const float* user_repr
     cdef const float* positive_repr
     cdef const float* negative_repr
-    for tries in range(BPR_TRIES):
-        negative = draw_below(&work.sampler, model.n_items)
-        if not is_positive(model, user, negative):
-            break
-        negative = -1
     if negative < 0:
         return
     user_repr = representation(&model.users, user, model.no_components, work.user_buffer, &user_bias)
@@ -246,8 +354,8 @@ cdef inline void bpr_step(Model* model, Workspace* work, int user, int positive,
                                    work.negative_buffer, &negative_bias)
     positive_score = dot(user_repr, positive_repr, model.no_components) + positive_bias
     negative_score = dot(user_repr, negative_repr, model.no_components) + negative_bias
-    pairwise_update(model, work, user, user_repr, positive, positive_repr, negative, negative_repr,
-                    weight * sigmoid(negative_score - positive_score))
+    pairwise_update(model, work, user, user_repr, user_bias, positive, positive_repr, positive_bias,
+                    negative, negative_repr, negative_bias, weight * sigmoid(negative_score - positive_score), weight)
 
 
 cdef inline void prefetch_candidate(const Model* model, Workspace* work, int ahead) noexcept nogil:
@@ -259,8 +367,8 @@ cdef inline void prefetch_candidate(const Model* model, Workspace* work, int ahe
         FASTRANK_PREFETCH(model.items.biases + item)
 
 
-cdef inline void warp_against(Model* model, Workspace* work, int user, const float* user_repr,
-                              int positive, const float* positive_repr, float positive_score,
+cdef inline void warp_against(Model* model, Workspace* work, int user, const float* user_repr, float user_bias,
+                              int positive, const float* positive_repr, float positive_bias, float positive_score,
                               float weight) noexcept nogil:
     """Draw negatives until one scores within the margin of the positive, then step on it."""
     cdef int sampled, negative
@@ -282,8 +390,8 @@ cdef inline void warp_against(Model* model, Workspace* work, int user, const flo
             loss = weight * logf(loss if loss > ONE else ONE)
             if loss > MAX_LOSS:
                 loss = MAX_LOSS
-            pairwise_update(model, work, user, user_repr, positive, positive_repr,
-                            negative, negative_repr, loss)
+            pairwise_update(model, work, user, user_repr, user_bias, positive, positive_repr, positive_bias,
+                            negative, negative_repr, negative_bias, loss, weight)
             return
 
 
@@ -293,7 +401,7 @@ cdef inline void warp_step(Model* model, Workspace* work, int user, int positive
                                                  work.user_buffer, &user_bias)
     cdef const float* positive_repr = representation(&model.items, positive, model.no_components,
                                                      work.positive_buffer, &positive_bias)
-    warp_against(model, work, user, user_repr, positive, positive_repr,
+    warp_against(model, work, user, user_repr, user_bias, positive, positive_repr, positive_bias,
                  dot(user_repr, positive_repr, model.no_components) + positive_bias, weight)
 
 
@@ -347,7 +455,8 @@ cdef inline void warp_kos_step(Model* model, Workspace* work, int user) noexcept
     positive = work.scored[chosen].item
     positive_repr = representation(&model.items, positive, model.no_components,
                                    work.positive_buffer, &positive_bias)
-    warp_against(model, work, user, user_repr, positive, positive_repr, work.scored[chosen].score, 1.0)
+    warp_against(model, work, user, user_repr, user_bias, positive, positive_repr, positive_bias,
+                 work.scored[chosen].score, ONE)
 
 
 cdef inline void prefetch_side_row(const FeatureSide* side, int row, int no_components) noexcept nogil:
@@ -455,6 +564,7 @@ def run_epoch(int loss,
               int n_items, int no_components, bint adadelta,
               float learning_rate, float rho, float epsilon,
               int max_sampled, int k, int n,
+              int debias, float debias_weight,
               unsigned long long seed, int num_threads,
               const int[::1] script=None):
     """Run one epoch of Hogwild SGD, updating the parameter arrays in place.
@@ -476,6 +586,8 @@ def run_epoch(int loss,
     user_parameters, item_parameters : tuple of 6 arrays
         (embeddings float32 (n_features, no_components), biases float32 (n_features,),
         embedding accumulator, bias accumulator, embedding momentum or None, bias momentum or None).
+    debias, debias_weight : int, float
+        Popularity-debiasing regulariser (a ``DEBIAS`` code; BPR and WARP only) and its weight.
     script : int32 array, optional
         Test hook: draws returned, in order, instead of random ones (single thread only).
     """
@@ -500,6 +612,8 @@ def run_epoch(int loss,
     model.epsilon = epsilon
     model.n_items = n_items
     model.max_sampled = max_sampled
+    model.debias = debias
+    model.debias_weight = debias_weight
     model.k = k
     model.n = n
     model.positive_indptr = &positive_indptr[0]
@@ -512,7 +626,7 @@ def run_epoch(int loss,
         thread = threadid()
         work = <Workspace*>malloc(sizeof(Workspace))
         if work != NULL:
-            work.user_buffer = <float*>malloc(6 * no_components * sizeof(float))
+            work.user_buffer = <float*>malloc(10 * no_components * sizeof(float))
             work.scored = <ScoredItem*>malloc(scored_capacity * sizeof(ScoredItem))
             if work.user_buffer == NULL or work.scored == NULL:
                 free(work.user_buffer)
@@ -527,6 +641,10 @@ def run_epoch(int loss,
             work.user_gradient = work.user_buffer + 3 * no_components
             work.positive_gradient = work.user_buffer + 4 * no_components
             work.negative_gradient = work.user_buffer + 5 * no_components
+            work.second_positive_buffer = work.user_buffer + 6 * no_components
+            work.second_negative_buffer = work.user_buffer + 7 * no_components
+            work.second_positive_gradient = work.user_buffer + 8 * no_components
+            work.second_negative_gradient = work.user_buffer + 9 * no_components
             sampler_init(&work.sampler)
             if thread == 0:
                 work.sampler.script = script_pointer

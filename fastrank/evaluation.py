@@ -40,6 +40,8 @@ __all__ = [
     "map_at_k",
     "hit_rate_at_k",
     "ranking_metrics",
+    "popularity_rank_correlation",
+    "popq_at_1",
 ]
 
 _DENOMINATORS = ("k", "min")
@@ -215,3 +217,96 @@ def reciprocal_rank(model, test_interactions, train_interactions=None, user_feat
     """
     return _metric("reciprocal_rank", model, test_interactions, train_interactions, 1, user_features,
                    item_features, preserve_rows, num_threads, check_intersections)
+
+
+# ---------------------------------------------------------------------------- popularity bias
+
+def _positive_scores(model, interactions, user_features, item_features, num_threads):
+    """Users with at least two positives: (user, item, score, item popularity) of their positives."""
+    csr = to_csr(interactions, "interactions")
+    csr.data = (csr.data > 0).astype(np.float32)
+    csr.eliminate_zeros()
+    popularity = np.bincount(csr.indices, minlength=csr.shape[1]).astype(np.float64)
+    counts = np.diff(csr.indptr)
+    users = np.repeat(np.arange(csr.shape[0]), counts)
+    keep = counts[users] >= 2
+    users, items = users[keep], csr.indices[keep]
+    scores = model.predict(users, items, user_features=user_features, item_features=item_features,
+                           num_threads=num_threads)
+    return users, items, scores.astype(np.float64), popularity
+
+
+def _grouped_quantiles(groups, values):
+    """Quantile of each value within its group by descending value: 0 for the largest, 1 for the
+    smallest, ties sharing their average rank (groups have at least two members)."""
+    order = np.lexsort((-values, groups))
+    sorted_groups, sorted_values = groups[order], -values[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_groups)) + 1]
+    sizes = np.diff(np.r_[starts, len(order)])
+    group_start = np.repeat(starts, sizes)
+    position = np.arange(len(order)) - group_start
+    # runs of equal (group, value) share the mean of their positions
+    new_run = np.r_[True, (np.diff(sorted_groups) != 0) | (np.diff(sorted_values) != 0)]
+    run = np.cumsum(new_run) - 1
+    mean_position = np.bincount(run, weights=position) / np.bincount(run)
+    quantiles = np.empty(len(order))
+    quantiles[order] = mean_position[run] / (np.repeat(sizes, sizes) - 1)
+    return quantiles
+
+
+def popularity_rank_correlation(model, interactions, user_features=None, item_features=None, num_threads=1):
+    """Popularity-rank correlation for items (PRI) of Rhee, Cho and Suh (RecSys 2022).
+
+    For each item, its popularity is the number of users with it among their positives
+    (entries > 0 of ``interactions``). For each user with at least two positives, each positive
+    gets its rank quantile among that user's positives by score (0 = top, 1 = bottom, average
+    ranks for ties); an item's average rank is the mean of its quantiles. PRI is minus the
+    Spearman correlation between popularity and average rank: +1 when popular positives are
+    always ranked first, about 0 for a model without popularity bias.
+
+    Parameters
+    ----------
+    model : FastRank
+    interactions : sparse matrix of shape (n_users, n_items)
+        Usually the training interactions.
+    user_features, item_features : sparse matrices, optional
+    num_threads : int, default 1
+
+    Returns
+    -------
+    float
+    """
+    from scipy.stats import spearmanr
+
+    users, items, scores, popularity = _positive_scores(model, interactions, user_features, item_features,
+                                                        num_threads)
+    if users.size == 0:
+        raise ValueError("popularity_rank_correlation needs users with at least two positive interactions")
+    quantiles = _grouped_quantiles(users, scores)
+    seen = np.bincount(items, minlength=popularity.shape[0])
+    rated = seen > 0
+    average_rank = np.bincount(items, weights=quantiles, minlength=popularity.shape[0])[rated] / seen[rated]
+    if np.ptp(popularity[rated]) == 0 or np.ptp(average_rank) == 0:
+        return 0.0
+    return float(-spearmanr(popularity[rated], average_rank)[0])
+
+
+def popq_at_1(model, interactions, user_features=None, item_features=None, num_threads=1):
+    """PopQ@1 of Rhee, Cho and Suh (RecSys 2022): where the top-scored positive sits in popularity.
+
+    For each user with at least two positives, the positive the model scores highest gets its
+    popularity quantile among that user's positives (0 = the most popular of them, 1 = the
+    least, average ranks for ties); PopQ@1 is the mean over users. A popularity-biased model is
+    near 0, an unbiased one near 0.5. Ties in score go to the lower item id.
+
+    Parameters and returns as :func:`popularity_rank_correlation`.
+    """
+    users, items, scores, popularity = _positive_scores(model, interactions, user_features, item_features,
+                                                        num_threads)
+    if users.size == 0:
+        raise ValueError("popq_at_1 needs users with at least two positive interactions")
+    popularity_quantiles = _grouped_quantiles(users, popularity[items])
+    # the top-scored positive of each user: highest score, then lowest item id
+    order = np.lexsort((items, -scores, users))
+    first = np.r_[True, np.diff(users[order]) != 0]
+    return float(popularity_quantiles[order[first]].mean())
