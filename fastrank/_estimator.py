@@ -657,6 +657,14 @@ class FastRank:
         scipy.sparse.csr_matrix of shape (n_users, n_items), float32
             Same entries as ``test_interactions``; values are 0-based ranks.
         """
+        ranks, _ = self._rank_held_out(
+            test_interactions, train_interactions, item_features, user_features, num_threads, check_intersections
+        )
+        return ranks
+
+    def _rank_held_out(self, test_interactions, train_interactions, item_features, user_features, num_threads,
+                       check_intersections):
+        """predict_rank, plus the number of excluded (train) items per user, shape (n_users,)."""
         self._check_fitted()
         num_threads = self._check_num_threads(num_threads)
         test = to_csr(test_interactions, "test_interactions")
@@ -694,7 +702,8 @@ class FastRank:
                 num_threads,
                 _ranking.block_size(active.size, n_items),
             )
-        return sp.csr_matrix((ranks, test.indices.copy(), test.indptr.copy()), shape=test.shape)
+        ranks = sp.csr_matrix((ranks, test.indices.copy(), test.indptr.copy()), shape=test.shape)
+        return ranks, np.diff(train.indptr)
 
     def _scoring_matrix(self, features, side, rows):
         """Augmented representations for sgemm scoring, and the biases of ``rows``.

@@ -81,13 +81,8 @@ def ranking_metrics(model, test_interactions, train_interactions=None, k=10, use
     k = check_positive_int(k, "k")
     if denominator not in _DENOMINATORS:
         raise ValueError(f"denominator must be one of {_DENOMINATORS}, got {denominator!r}")
-    ranks = model.predict_rank(
-        test_interactions,
-        train_interactions=train_interactions,
-        user_features=user_features,
-        item_features=item_features,
-        num_threads=num_threads,
-        check_intersections=check_intersections,
+    ranks, n_excluded = model._rank_held_out(
+        test_interactions, train_interactions, item_features, user_features, num_threads, check_intersections
     )
     n_users, n_items = ranks.shape
     counts = np.diff(ranks.indptr)
@@ -107,10 +102,6 @@ def ranking_metrics(model, test_interactions, train_interactions=None, k=10, use
     discounts = 1.0 / np.log2(np.arange(min(k, int(safe_counts.max(initial=1)))) + 2.0)
     ideal = np.cumsum(discounts)[cutoff - 1]
 
-    if train_interactions is None:
-        n_excluded = np.zeros(n_users)
-    else:
-        n_excluded = np.diff(to_csr(train_interactions, "train_interactions").indptr)
     n_negatives = n_items - counts - n_excluded
     negatives_before = per_user(sorted_ranks - order)
     with np.errstate(divide="ignore", invalid="ignore"):
