@@ -665,60 +665,6 @@ class FastRank:
     def _rank_held_out(self, test_interactions, train_interactions, item_features, user_features, num_threads,
                        check_intersections):
         """predict_rank, plus the number of excluded (train) items per user, shape (n_users,)."""
-        test, train, user_features, item_features, num_threads, active = self._held_out_inputs(
-            test_interactions, train_interactions, item_features, user_features, num_threads, check_intersections
-        )
-        n_items = test.shape[1]
-        ranks = np.zeros(test.nnz, dtype=np.float32)
-        if active.size:
-            user_matrix, _ = self._scoring_matrix(user_features, "user", active)
-            item_matrix, _ = self._scoring_matrix(item_features, "item", np.arange(n_items))
-            active_test, active_train = test[active], train[active]
-            _ranking.rank_held_out(
-                user_matrix,
-                item_matrix,
-                active_test.indptr.astype(np.int32),
-                active_test.indices.astype(np.int32),
-                active_train.indptr.astype(np.int32),
-                active_train.indices.astype(np.int32),
-                ranks,  # rows without entries hold none, so the entries line up with test's
-                num_threads,
-                _ranking.block_size(active.size, n_items),
-            )
-        ranks = sp.csr_matrix((ranks, test.indices.copy(), test.indptr.copy()), shape=test.shape)
-        return ranks, np.diff(train.indptr)
-
-    def _top_k_held_out(self, test_interactions, train_interactions, k, item_features, user_features, num_threads,
-                        check_intersections):
-        """The top ``k`` candidates (ties to the lower id) of every user with test interactions.
-
-        Candidates are the items not in the user's train row, as in :meth:`predict_rank`, so
-        "test item in this list" is exactly "test item ranked below k".
-
-        Returns
-        -------
-        test : canonical CSR of the test interactions
-        active : int array of shape (n_active,), the users with test interactions
-        ids : int32 array of shape (n_active, k), -1 padded
-        """
-        test, train, user_features, item_features, num_threads, active = self._held_out_inputs(
-            test_interactions, train_interactions, item_features, user_features, num_threads, check_intersections
-        )
-        n_items = test.shape[1]
-        if not active.size:
-            return test, active, np.zeros((0, k), dtype=np.int32)
-        user_matrix, _ = self._scoring_matrix(user_features, "user", active)
-        item_matrix, _ = self._scoring_matrix(item_features, "item", np.arange(n_items))
-        active_train = train[active]
-        ids, _ = self._select_top_k(user_matrix, item_matrix, np.arange(n_items, dtype=np.int32),
-                                    active_train.indptr.astype(np.int32), active_train.indices, n_items, k,
-                                    num_threads)
-        return test, active, ids
-
-    def _held_out_inputs(self, test_interactions, train_interactions, item_features, user_features, num_threads,
-                         check_intersections):
-        """Validated inputs of the held-out ranking: canonical test and train CSR, features, the
-        users with test interactions."""
         self._check_fitted()
         num_threads = self._check_num_threads(num_threads)
         test = to_csr(test_interactions, "test_interactions")
@@ -740,7 +686,24 @@ class FastRank:
             if check_intersections and _pattern(test).multiply(_pattern(train)).nnz > 0:
                 raise ValueError("test_interactions and train_interactions share entries")
         active = np.flatnonzero(np.diff(test.indptr)).astype(np.int32)
-        return test, train, user_features, item_features, num_threads, active
+        ranks = np.zeros(test.nnz, dtype=np.float32)
+        if active.size:
+            user_matrix, _ = self._scoring_matrix(user_features, "user", active)
+            item_matrix, _ = self._scoring_matrix(item_features, "item", np.arange(n_items))
+            active_test, active_train = test[active], train[active]
+            _ranking.rank_held_out(
+                user_matrix,
+                item_matrix,
+                active_test.indptr.astype(np.int32),
+                active_test.indices.astype(np.int32),
+                active_train.indptr.astype(np.int32),
+                active_train.indices.astype(np.int32),
+                ranks,  # rows without entries hold none, so the entries line up with test's
+                num_threads,
+                _ranking.block_size(active.size, n_items),
+            )
+        ranks = sp.csr_matrix((ranks, test.indices.copy(), test.indptr.copy()), shape=test.shape)
+        return ranks, np.diff(train.indptr)
 
     def _scoring_matrix(self, features, side, rows):
         """Augmented representations for sgemm scoring, and the biases of ``rows``.

@@ -126,53 +126,11 @@ def ranking_metrics(model, test_interactions, train_interactions=None, k=10, use
 
 def _metric(name, model, test_interactions, train_interactions, k, user_features, item_features,
             preserve_rows, num_threads, check_intersections, denominator="k"):
-    if name in _TOP_K_METRICS:
-        return _top_k_metric(name, model, test_interactions, train_interactions, k, user_features, item_features,
-                             preserve_rows, num_threads, check_intersections, denominator)
     return ranking_metrics(
         model, test_interactions, train_interactions=train_interactions, k=k, user_features=user_features,
         item_features=item_features, preserve_rows=preserve_rows, num_threads=num_threads,
         check_intersections=check_intersections, denominator=denominator,
     )[name]
-
-
-# Metrics that depend only on which test items make the top k (and where): computed from a
-# heap selection of the top k, cheaper than ranking every test item.
-_TOP_K_METRICS = ("precision", "recall", "ndcg", "map", "hit_rate")
-
-
-def _top_k_metric(name, model, test_interactions, train_interactions, k, user_features, item_features,
-                  preserve_rows, num_threads, check_intersections, denominator):
-    k = check_positive_int(k, "k")
-    if denominator not in _DENOMINATORS:
-        raise ValueError(f"denominator must be one of {_DENOMINATORS}, got {denominator!r}")
-    test, active, ids = model._top_k_held_out(
-        test_interactions, train_interactions, k, item_features, user_features, num_threads, check_intersections
-    )
-    n_users, n_items = test.shape
-    counts = np.diff(test.indptr)
-    # hit[a, j]: the j-th recommendation of active user a is one of its test items
-    test_keys = np.repeat(np.arange(n_users, dtype=np.int64), counts) * n_items + test.indices
-    top_keys = active[:, None].astype(np.int64) * n_items + ids
-    hit = (ids >= 0) & np.isin(top_keys, test_keys, assume_unique=False)
-    hits = hit.sum(axis=1).astype(np.float64)
-    active_counts = counts[active]
-    cutoff = np.minimum(k, active_counts)
-    if name == "precision":
-        values = hits / (k if denominator == "k" else cutoff)
-    elif name == "recall":
-        values = hits / active_counts
-    elif name == "hit_rate":
-        values = (hits > 0).astype(np.float64)
-    elif name == "ndcg":
-        discounts = 1.0 / np.log2(np.arange(k) + 2.0)
-        values = (hit * discounts).sum(axis=1) / np.cumsum(discounts)[cutoff - 1]
-    else:  # map
-        precision_at_hits = np.cumsum(hit, axis=1) / np.arange(1, k + 1)
-        values = np.where(hit, precision_at_hits, 0.0).sum(axis=1) / cutoff
-    result = np.zeros(n_users, dtype=np.float32)
-    result[active] = values
-    return result if preserve_rows else result[active]
 
 
 def precision_at_k(model, test_interactions, train_interactions=None, k=10, user_features=None,
