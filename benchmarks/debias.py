@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import format_table, load_ml100k  # noqa: E402
 
 from fastrank import FastRank  # noqa: E402
+from fastrank.datasets import make_popularity_triangle  # noqa: E402
 from fastrank.debias import inverse_propensity_weights  # noqa: E402
 from fastrank.evaluation import auc_score, popq_at_1, popularity_rank_correlation, precision_at_k  # noqa: E402
 
@@ -40,11 +41,6 @@ MODELS = [
     ("WARP", dict(loss="warp"), False),
     ("WARP + zerosum", dict(loss="warp", debias="zerosum"), False),
 ]
-
-
-def popularity_triangle(n_users=200, n_items=200, boundary=200):
-    users, items = np.meshgrid(np.arange(n_users), np.arange(n_items), indexing="ij")
-    return sp.coo_matrix(((users + items) <= boundary).astype(np.float32))
 
 
 def per_user_popq(model, interactions):
@@ -163,7 +159,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     headers = ["model", "AUC", "p@10", "PRI", "PopQ@1"]
 
-    triangle = popularity_triangle()
+    triangle = make_popularity_triangle(200, 200, 200)
     rows, models = run(triangle, None, args.seeds, args.epochs, 32, triangle)
     print(f"## Popularity triangle (200 x 200, u + i <= 200), 32 components, {args.epochs} epochs, "
           f"mean of {args.seeds} seeds; AUC on the training triangle")

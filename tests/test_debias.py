@@ -6,14 +6,13 @@ import scipy.sparse as sp
 from scipy.stats import rankdata, spearmanr
 
 from fastrank import FastRank
+from fastrank.datasets import make_popularity_triangle
 from fastrank.debias import inverse_propensity_weights
 from fastrank.evaluation import auc_score, popq_at_1, popularity_rank_correlation
 
 
 def triangle(n_users=200, n_items=200, boundary=200):
-    """User u has interacted with item i iff u + i <= boundary (Rhee et al.'s synthetic data)."""
-    users, items = np.meshgrid(np.arange(n_users), np.arange(n_items), indexing="ij")
-    return sp.coo_matrix(((users + items) <= boundary).astype(np.float32))
+    return make_popularity_triangle(n_users, n_items, boundary)
 
 
 # ---------------------------------------------------------------- parameters
