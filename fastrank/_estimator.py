@@ -910,7 +910,7 @@ class FastRank:
         return self._representations(self._scoring_features(features, "item", "features"), "item")
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path):
+    def save(self, path, extra=None):
         """Write the model to one ``.npz`` file that loads without pickle.
 
         The file holds the hyperparameters, every parameter array, the optimizer state, the
@@ -920,6 +920,9 @@ class FastRank:
         ----------
         path : str or os.PathLike
             Destination; written exactly at this path (no suffix is added).
+        extra : dict of str to numpy array, optional
+            Application data stored alongside (e.g. id mappings, feature matrices): numeric,
+            boolean or string arrays only (no objects), read back by :meth:`load_extra`.
         """
         self._check_fitted()
         params = self.get_params()
@@ -939,6 +942,11 @@ class FastRank:
             "rng_state": self._rng.bit_generator.state,
         }
         arrays = {"metadata": np.array(json.dumps(metadata))}
+        for name, value in (extra or {}).items():
+            value = np.asarray(value)
+            if not isinstance(name, str) or value.dtype.kind not in "biufUS":
+                raise TypeError(f"extra[{name!r}] must be a numeric, boolean or string array, got {value.dtype}")
+            arrays[f"extra/{name}"] = value
         for side in ("user", "item"):
             for array in _SIDE_ARRAYS:
                 value = getattr(self, self._array_attribute(side, array))
@@ -956,6 +964,17 @@ class FastRank:
                 os.remove(temporary)
             raise
 
+    @staticmethod
+    def load_extra(path):
+        """The ``extra`` arrays stored by :meth:`save`, as a dict (empty if none).
+
+        Raises
+        ------
+        ValueError
+            If the file is not a readable fastrank model file.
+        """
+        return _load_extra(path)
+
     @classmethod
     def load(cls, path):
         """Load a model written by :meth:`save` (no pickle is executed).
@@ -972,6 +991,7 @@ class FastRank:
             raise
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as error:
             raise ValueError(f"{path} is not a readable fastrank model file: {error}") from None
+        contents = {name: value for name, value in contents.items() if not name.startswith("extra/")}
         if not isinstance(contents, dict) or "metadata" not in contents:
             raise ValueError(f"{path} is not a fastrank model file (no metadata)")
         try:
@@ -1017,6 +1037,18 @@ class FastRank:
                     raise ValueError(f"{path}: array {key} contains non-finite values")
                 setattr(model, model._array_attribute(side, array), np.ascontiguousarray(value))
         return model
+
+
+def _load_extra(path):
+    try:
+        with np.load(os.fspath(path), allow_pickle=False) as archive:
+            if "metadata" not in archive.files:
+                raise ValueError(f"{path} is not a fastrank model file (no metadata)")
+            return {name[len("extra/"):]: archive[name] for name in archive.files if name.startswith("extra/")}
+    except FileNotFoundError:
+        raise
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as error:
+        raise ValueError(f"{path} is not a readable fastrank model file: {error}") from None
 
 
 def _pattern(csr):

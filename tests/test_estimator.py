@@ -459,3 +459,18 @@ def test_shuffled_order_is_a_seeded_permutation():
     # every position is equally likely: the first element over many seeds is spread out
     firsts = [shuffled_order(seed, 10)[0] for seed in range(2000)]
     assert np.bincount(firsts, minlength=10).min() > 120
+
+
+def test_save_keeps_extra_arrays(tmp_path):
+    model = FastRank(random_state=0).fit(random_interactions())
+    path = tmp_path / "model.npz"
+    model.save(path, extra={"user_ids": np.array(["a", "b"]), "matrix": np.eye(2, dtype=np.float32)})
+    extra = FastRank.load_extra(path)
+    assert sorted(extra) == ["matrix", "user_ids"]
+    np.testing.assert_array_equal(extra["user_ids"], ["a", "b"])
+    assert_same_state(model, FastRank.load(path))
+    with pytest.raises(TypeError, match="extra"):
+        model.save(tmp_path / "bad.npz", extra={"objects": np.array([{}], dtype=object)})
+    np.savez(tmp_path / "foreign.npz", a=np.arange(2))
+    with pytest.raises(ValueError, match="not a fastrank model"):
+        FastRank.load_extra(tmp_path / "foreign.npz")
