@@ -681,7 +681,8 @@ class FastRank:
 
     def _rank_held_out(self, test_interactions, train_interactions, item_features, user_features, num_threads,
                        check_intersections):
-        """predict_rank, plus the number of excluded (train) items per user, shape (n_users,)."""
+        """predict_rank, plus the number of excluded items (train items that are not test items)
+        per user, shape (n_users,)."""
         self._check_fitted()
         num_threads = self._check_num_threads(num_threads)
         test = to_csr(test_interactions, "test_interactions")
@@ -720,7 +721,10 @@ class FastRank:
                 _ranking.block_size(active.size, n_items),
             )
         ranks = sp.csr_matrix((ranks, test.indices.copy(), test.indptr.copy()), shape=test.shape)
-        return ranks, np.diff(train.indptr)
+        # Train items that are also test items stay candidates (check_intersections=False): only
+        # the others are excluded.
+        shared = np.diff(_pattern(test).multiply(_pattern(train)).tocsr().indptr) if train.nnz else 0
+        return ranks, np.diff(train.indptr) - shared
 
     def _scoring_matrix(self, features, side, rows):
         """Augmented representations for sgemm scoring, and the biases of ``rows``.
