@@ -419,6 +419,9 @@ def test_check_intersections():
 
 
 def test_auc_with_intersections_follows_definition():
+    """Regression: with check_intersections=False an item in both the test and the train row of
+    a user is ranked as a test item, and AUC's negatives (items in neither row) must not count
+    it twice (it was subtracted once as a test and once as a train item)."""
     model, test, train, _ = scenario_random(seed=13)
     overlap = train.tolil()
     for user in range(2, 10):
@@ -522,3 +525,10 @@ def test_predict_rank_across_several_blocks():
             s = user_scores[row]
             expected = np.sum(s > s[item]) + np.sum(s[:item] == s[item])
             assert ranks[user, item] == expected, (user, item)
+
+
+def test_test_matrix_with_fewer_items_than_the_model():
+    """As in LightFM, test/train may cover only the first items the model knows: the ranking is
+    then among those items."""
+    model, test, train, _ = scenario_random(seed=16)
+    check_all_metrics(model, test[:, :30], train[:, :30], 5)

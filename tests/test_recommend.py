@@ -6,11 +6,11 @@ similarity of the representations computed here, the query excluded.
 
 As in test_evaluation.py, the models get dyadic parameters (multiples of 1/64, feature weights
 1, 1/2, 1/4), so that every score is exact in float32 and comparisons can be exact, ties
-included. For the similarity tests the embeddings are powers of two times integer vectors of
-squared norm 256, scaled by 1/16: their norms are exact powers of two and so are their cosines.
+included. For the similarity tests the embeddings are powers of two times integer 8-vectors of
+squared norm 64, scaled by 1/8: their norms are exact powers of two and their cosines exact.
 """
 
-import itertools
+import functools
 
 import numpy as np
 import pytest
@@ -105,10 +105,12 @@ def cosine_reference(embeddings, query_ids, k):
     return ids, sims
 
 
+@functools.lru_cache(maxsize=None)
 def exact_unit_directions():
-    """Integer 4-vectors of squared norm 256 (divided by 16: unit vectors with dyadic entries)."""
-    values = range(-16, 17)
-    return np.array([v for v in itertools.product(values, repeat=4) if sum(x * x for x in v) == 256]) / 16.0
+    """Distinct integer 8-vectors of squared norm 64, divided by 8: unit vectors with dyadic
+    entries (about a thousand directions, cosines multiples of 1/64)."""
+    candidates = np.random.default_rng(0).integers(-5, 6, size=(100_000, 8))
+    return np.unique(candidates[(candidates ** 2).sum(axis=1) == 64], axis=0) / 8.0
 
 
 def exact_cosine_embeddings(rng, n_rows):
@@ -171,7 +173,8 @@ def test_recommend_scores_equal_predict_of_returned_pairs():
     pair_users = np.broadcast_to(users[:, None], ids.shape)[valid]
     predicted = model.predict(pair_users, ids[valid], user_features=user_features, item_features=item_features)
     np.testing.assert_array_equal(scores[valid], predicted)
-    assert np.all(np.diff(scores, axis=1)[np.isfinite(np.diff(scores, axis=1))] <= 0)
+    assert np.all(np.isfinite(scores[valid])) and np.all(np.isneginf(scores[~valid]))
+    assert all(np.all(np.diff(row[np.isfinite(row)]) <= 0) for row in scores)
     for row, user in enumerate(users):  # no filtered item is returned
         assert not set(ids[row][ids[row] >= 0]) & set(seen[user].indices)
 
@@ -293,7 +296,7 @@ def test_cold_start_item_from_shared_features():
 # ---------------------------------------------------------------------------- similar items / users
 
 def similarity_model(seed=8):
-    model = make_model(seed=seed)
+    model = make_model(no_components=8, seed=seed)
     rng = np.random.default_rng(seed)
     model.item_embeddings[...] = exact_cosine_embeddings(rng, N_ITEMS)
     model.user_embeddings[...] = exact_cosine_embeddings(rng, N_USERS)
@@ -480,3 +483,14 @@ def test_recommend_large_smoke():
         order = np.lexsort((np.arange(n_items), -s))[:10]
         np.testing.assert_array_equal(ids[user], order)
         np.testing.assert_array_equal(scores[user], s[order].astype(np.float32))
+
+
+def test_cold_start_user_without_any_feature():
+    """An all-zero feature row has a zero representation and bias: items rank by their biases."""
+    model, user_features, item_features = cold_start_model(seed=15)
+    extended = sp.vstack([user_features, sp.csr_matrix((1, user_features.shape[1]))]).tocsr()
+    ids, scores = model.recommend(N_USERS, k=5, user_features=extended, item_features=item_features)
+    item_bias = item_features.toarray() @ model.item_biases.astype(np.float64)
+    order = sorted(range(N_ITEMS), key=lambda item: (-item_bias[item], item))[:5]
+    np.testing.assert_array_equal(ids[0], order)
+    np.testing.assert_array_equal(scores[0], item_bias[order].astype(np.float32))
