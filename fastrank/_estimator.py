@@ -979,6 +979,10 @@ class FastRank:
         try:
             with os.fdopen(handle, "wb") as stream:
                 np.savez(stream, **arrays)
+            # mkstemp creates the file private (0600); give it the permissions a plain open would
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(temporary, 0o666 & ~umask)
             os.replace(temporary, path)
         except BaseException:
             if os.path.exists(temporary):

@@ -474,3 +474,15 @@ def test_save_keeps_extra_arrays(tmp_path):
     np.savez(tmp_path / "foreign.npz", a=np.arange(2))
     with pytest.raises(ValueError, match="not a fastrank model"):
         FastRank.load_extra(tmp_path / "foreign.npz")
+
+
+def test_saved_file_has_default_permissions(tmp_path):
+    import os
+    import stat
+
+    model = FastRank(random_state=0).fit(random_interactions())
+    path = tmp_path / "model.npz"
+    model.save(path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~umask
