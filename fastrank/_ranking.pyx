@@ -88,6 +88,10 @@ def predict_pairs(const int[::1] user_ids, const int[::1] item_ids,
         for pair in prange(n_pairs, schedule="static"):
             if buffers == NULL:
                 continue
+            # Assigned in the loop, so Cython makes them thread-private (taking only their address
+            # would leave them shared between threads).
+            user_bias = 0.0
+            item_bias = 0.0
             user_repr = representation(&users, user_ids[pair], no_components, buffers, &user_bias)
             item_repr = representation(&items, item_ids[pair], no_components,
                                        buffers + no_components, &item_bias)

@@ -486,3 +486,15 @@ def test_saved_file_has_default_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~umask
+
+
+def test_predict_with_threads_equals_one_thread_with_user_features():
+    """Regression: the per-pair biases were shared between threads in the predict kernel."""
+    interactions = random_interactions(n_users=300, n_items=200, density=0.05, negatives=True)
+    user_features = random_features(300, 20)
+    model = FastRank(loss="logistic", random_state=0).fit(interactions, user_features=user_features, epochs=3)
+    users = np.repeat(np.arange(300), 200)
+    items = np.tile(np.arange(200), 300)
+    one = model.predict(users, items, user_features=user_features, num_threads=1)
+    for _ in range(5):
+        np.testing.assert_array_equal(model.predict(users, items, user_features=user_features, num_threads=2), one)
