@@ -98,7 +98,12 @@ def _extension(name):
         [f"fastrank/{name}.pyx"],
         include_dirs=[numpy.get_include(), "fastrank"],
         depends=["fastrank/_simd.h", "fastrank/_common.pxd"],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        # Built against NumPy 2 headers; the target keeps the extensions loadable by NumPy >= 1.23
+        # (the runtime requirement in pyproject.toml) whatever default later NumPy releases pick.
+        define_macros=[
+            ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
+            ("NPY_TARGET_VERSION", "NPY_1_23_API_VERSION"),
+        ],
     )
 
 
