@@ -464,7 +464,6 @@ class FastRank:
             n=self.n,
             debias=_sgd.DEBIAS[self.debias],
             debias_weight=self.debias_weight,
-            positive_bits=self._positive_bitmap(examples, n_items),
             num_threads=num_threads,
             script=_script,
         )
@@ -559,22 +558,6 @@ class FastRank:
             "positive_indptr": positive_indptr,
             "positive_indices": np.ascontiguousarray(interactions.indices[positive], dtype=np.int32),
         }
-
-    def _positive_bitmap(self, examples, n_items):
-        """A bitmap of the positives when it is small next to the model (a quarter of the
-        parameters, optimizer state and interactions), else None (the kernels then binary-search
-        each user's sorted positives)."""
-        if self.loss == "logistic":
-            return None
-        n_users = examples["positive_indptr"].shape[0] - 1
-        bitmap_bytes = n_users * n_items // 8
-        model_bytes = sum(
-            array.nbytes for side in ("user", "item") for array in self._side_parameters(side) if array is not None
-        )
-        data_bytes = sum(array.nbytes for array in examples.values())
-        if bitmap_bytes > (model_bytes + data_bytes) // 4:
-            return None
-        return _sgd.positive_bitmap(examples["positive_indptr"], examples["positive_indices"], n_items)
 
     def _check_finite(self):
         for name in ("user_embeddings", "user_biases", "item_embeddings", "item_biases"):

@@ -85,23 +85,6 @@ cdef void fisher_yates(uint64_t seed, int* order, Py_ssize_t n) noexcept nogil:
         order[j] = swap
 
 
-def positive_bitmap(const int[::1] indptr, const int[::1] indices, int n_items):
-    """Bitmap (uint8 array) of a users x items CSR: bit ``user * n_items + item`` is set for each
-    entry. A constant-time alternative to binary search for "is this item a positive", used when
-    it is small next to the model."""
-    cdef Py_ssize_t n_users = indptr.shape[0] - 1
-    cdef Py_ssize_t bit, position
-    cdef int user
-    bits = np.zeros((n_users * n_items + 7) // 8, dtype=np.uint8)
-    cdef unsigned char[::1] view = bits
-    with nogil:
-        for user in range(n_users):
-            for position in range(indptr[user], indptr[user + 1]):
-                bit = <Py_ssize_t>user * n_items + indices[position]
-                view[bit >> 3] |= <unsigned char>(1 << (bit & 7))
-    return bits
-
-
 def shuffled_order(unsigned long long seed, Py_ssize_t n):
     """The visiting order :func:`shuffled_examples` uses for ``seed``: int32 array of shape (n,)."""
     order = np.empty(n, dtype=np.int32)
@@ -155,7 +138,6 @@ cdef struct Model:
     float debias_weight
     const int* positive_indptr     # CSR of the positive (value > 0) interactions, sorted columns
     const int* positive_indices
-    const unsigned char* positive_bits  # optional bitmap of the same, bit user * n_items + item
 
 
 cdef struct ScoredItem:
@@ -225,10 +207,6 @@ cdef inline void apply_gradient(const Model* model, FeatureSide* side, int row, 
 
 cdef inline int is_positive(const Model* model, int user, int item) noexcept nogil:
     """Whether ``item`` is among the user's (sorted) positive items."""
-    cdef Py_ssize_t bit
-    if model.positive_bits != NULL:
-        bit = <Py_ssize_t>user * model.n_items + item
-        return (model.positive_bits[bit >> 3] >> (bit & 7)) & 1
     cdef int start = model.positive_indptr[user]
     return fastrank_sorted_contains(model.positive_indices + start, model.positive_indptr[user + 1] - start, item)
 
@@ -587,7 +565,6 @@ def run_epoch(int loss,
               float learning_rate, float rho, float epsilon,
               int max_sampled, int k, int n,
               int debias, float debias_weight,
-              const unsigned char[::1] positive_bits,
               unsigned long long seed, int num_threads,
               const int[::1] script=None):
     """Run one epoch of Hogwild SGD, updating the parameter arrays in place.
@@ -611,8 +588,6 @@ def run_epoch(int loss,
         embedding accumulator, bias accumulator, embedding momentum or None, bias momentum or None).
     debias, debias_weight : int, float
         Popularity-debiasing regulariser (a ``DEBIAS`` code; BPR and WARP only) and its weight.
-    positive_bits : uint8 array or None
-        :func:`positive_bitmap` of the positives, or None to binary-search them.
     script : int32 array, optional
         Test hook: draws returned, in order, instead of random ones (single thread only).
     """
@@ -643,9 +618,6 @@ def run_epoch(int loss,
     model.n = n
     model.positive_indptr = &positive_indptr[0]
     model.positive_indices = &positive_indices[0] if positive_indices.shape[0] > 0 else NULL
-    model.positive_bits = NULL
-    if positive_bits is not None and positive_bits.shape[0] > 0:
-        model.positive_bits = &positive_bits[0]
     allocation_failed[0] = 0
     if n_visits == 0:
         return
