@@ -24,8 +24,8 @@ def is_real(value):
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
-def to_csr(matrix, name):
-    """Convert a sparse matrix or dense 2-D array to canonical float32 CSR.
+def to_csr(matrix, name, dtype=np.float32, allow_empty=False):
+    """Convert a sparse matrix or dense 2-D array to canonical CSR (float32 by default).
 
     Parameters
     ----------
@@ -33,10 +33,14 @@ def to_csr(matrix, name):
         Numeric values; duplicate entries are summed.
     name : str
         Argument name used in error messages.
+    dtype : numpy dtype or None, default float32
+        Value type of the result; None keeps the input's.
+    allow_empty : bool, default False
+        Accept a dimension of size 0.
 
     Returns
     -------
-    scipy.sparse.csr_matrix of shape (n_rows, n_cols), float32
+    scipy.sparse.csr_matrix of shape (n_rows, n_cols), ``dtype``
         With int32 ``indptr``/``indices``, sorted column indices, no duplicates and finite values.
 
     Raises
@@ -51,7 +55,7 @@ def to_csr(matrix, name):
     if sp.issparse(matrix):
         if matrix.ndim != 2:
             raise ValueError(f"{name} must be 2-D, got {matrix.ndim} dimensions")
-        dtype = matrix.dtype
+        input_dtype = matrix.dtype
     else:
         if isinstance(matrix, (str, bytes, dict, set)):
             raise TypeError(f"{name} must be a scipy sparse matrix or a 2-D array, got {type(matrix).__name__}")
@@ -61,26 +65,27 @@ def to_csr(matrix, name):
             raise TypeError(f"{name} must be a scipy sparse matrix or a 2-D array: {error}") from None
         if dense.ndim != 2:
             raise ValueError(f"{name} must be 2-D, got an array with {dense.ndim} dimension(s)")
-        dtype = dense.dtype
-    if np.dtype(dtype).kind not in "biuf":  # bool, signed, unsigned, float: no complex/timedelta/object
-        raise TypeError(f"{name} must hold real numbers, got dtype {dtype}")
+        input_dtype = dense.dtype
+    if np.dtype(input_dtype).kind not in "biuf":  # bool, signed, unsigned, float: no complex/timedelta/object
+        raise TypeError(f"{name} must hold real numbers, got dtype {input_dtype}")
+    dtype = input_dtype if dtype is None else dtype
     n_rows, n_cols = matrix.shape if sp.issparse(matrix) else dense.shape
-    if n_rows == 0 or n_cols == 0:
+    if (n_rows == 0 or n_cols == 0) and not allow_empty:
         raise ValueError(f"{name} is empty: shape {(n_rows, n_cols)}")
     if n_rows >= INT32_MAX or n_cols >= INT32_MAX:
         raise ValueError(f"{name} has shape {(n_rows, n_cols)}; each dimension must be below 2**31 - 1")
     if sp.issparse(matrix):
         _check_sparse_structure(matrix, name)
-        csr = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
+        csr = sp.csr_matrix(matrix, dtype=dtype, copy=True)
     else:
-        if np.issubdtype(dtype, np.floating) and not np.all(np.isfinite(dense)):
+        if np.issubdtype(input_dtype, np.floating) and not np.all(np.isfinite(dense)):
             raise ValueError(f"{name} contains NaN or infinite values")
-        csr = sp.csr_matrix(dense.astype(np.float32, copy=False))
+        csr = sp.csr_matrix(dense.astype(dtype, copy=False))
     if csr.nnz >= INT32_MAX:
         raise ValueError(f"{name} has {csr.nnz} entries; at most 2**31 - 2 are supported")
     csr.sum_duplicates()  # also sorts the column indices
-    if not np.all(np.isfinite(csr.data)):
-        raise ValueError(f"{name} contains NaN or infinite values (or values too large for float32)")
+    if csr.dtype.kind == "f" and not np.all(np.isfinite(csr.data)):
+        raise ValueError(f"{name} contains NaN or infinite values (or values too large for {csr.dtype})")
     csr.indptr = csr.indptr.astype(np.int32, copy=False)
     csr.indices = csr.indices.astype(np.int32, copy=False)
     return csr

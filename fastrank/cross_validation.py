@@ -18,7 +18,7 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
-from fastrank._validation import is_integer, is_real
+from fastrank._validation import is_integer, is_real, to_csr
 
 __all__ = [
     "random_train_test_split",
@@ -31,41 +31,7 @@ __all__ = [
 
 def _canonical(matrix, name):
     """Canonical CSR of ``matrix`` in its own numeric dtype (duplicates summed, indices sorted)."""
-    if matrix is None:
-        raise TypeError(f"{name} must be a scipy sparse matrix or a 2-D array, got None")
-    if sp.issparse(matrix):
-        if matrix.ndim != 2:
-            raise ValueError(f"{name} must be 2-D, got {matrix.ndim} dimensions")
-        if matrix.format == "coo":
-            rows, cols = matrix.row, matrix.col
-            if not (rows.shape == cols.shape == matrix.data.shape):
-                raise ValueError(f"{name} is a malformed coo matrix: row, column and data arrays differ in length")
-            if rows.size and (rows.min() < 0 or rows.max() >= matrix.shape[0]
-                              or cols.min() < 0 or cols.max() >= matrix.shape[1]):
-                raise ValueError(f"{name} is a malformed coo matrix: an index lies outside the matrix shape")
-        elif matrix.format in ("csr", "csc", "bsr"):
-            try:
-                matrix.check_format(full_check=True)
-            except (ValueError, IndexError) as error:
-                raise ValueError(f"{name} is a malformed {matrix.format} matrix: {error}") from None
-        dtype = matrix.dtype
-    else:
-        if isinstance(matrix, (str, bytes, dict, set)):
-            raise TypeError(f"{name} must be a scipy sparse matrix or a 2-D array, got {type(matrix).__name__}")
-        try:
-            matrix = np.asarray(matrix)
-        except (TypeError, ValueError) as error:
-            raise TypeError(f"{name} must be a scipy sparse matrix or a 2-D array: {error}") from None
-        if matrix.ndim != 2:
-            raise ValueError(f"{name} must be 2-D, got an array with {matrix.ndim} dimension(s)")
-        dtype = matrix.dtype
-    if np.dtype(dtype).kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers, got dtype {dtype}")
-    csr = sp.csr_matrix(matrix, copy=True)  # COO -> CSR sums duplicates
-    csr.sum_duplicates()  # and sorts the column indices
-    if csr.dtype.kind == "f" and not np.all(np.isfinite(csr.data)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return csr
+    return to_csr(matrix, name, dtype=None, allow_empty=True)
 
 
 def _rows_of(csr):
