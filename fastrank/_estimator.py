@@ -541,22 +541,24 @@ class FastRank:
         items = interactions.indices
         labels = interactions.data
         positive = labels > 0
-        if self.loss != "logistic":
-            if not positive.any():
-                raise ValueError(f"interactions has no positive (> 0) entries to train loss={self.loss!r} on")
-            users, items, labels, weights = users[positive], items[positive], labels[positive], weights[positive]
-        positive_counts = np.bincount(
-            np.repeat(np.arange(n_users), np.diff(interactions.indptr))[positive], minlength=n_users
-        )
-        positive_indptr = np.zeros(n_users + 1, dtype=np.int32)
-        np.cumsum(positive_counts, out=positive_indptr[1:])
+        if positive.all():  # the usual implicit-feedback case: every entry is a positive
+            positive_indptr, positive_indices = interactions.indptr, interactions.indices
+        else:
+            if self.loss != "logistic":
+                if not positive.any():
+                    raise ValueError(f"interactions has no positive (> 0) entries to train loss={self.loss!r} on")
+                users, items, labels, weights = users[positive], items[positive], labels[positive], weights[positive]
+            positive_counts = np.bincount(users if self.loss != "logistic" else users[positive], minlength=n_users)
+            positive_indptr = np.zeros(n_users + 1, dtype=np.int32)
+            np.cumsum(positive_counts, out=positive_indptr[1:])
+            positive_indices = interactions.indices[positive]
         return {
             "users": np.ascontiguousarray(users, dtype=np.int32),
             "items": np.ascontiguousarray(items, dtype=np.int32),
             "labels": np.ascontiguousarray(labels, dtype=np.float32),
             "weights": np.ascontiguousarray(weights, dtype=np.float32),
-            "positive_indptr": positive_indptr,
-            "positive_indices": np.ascontiguousarray(interactions.indices[positive], dtype=np.int32),
+            "positive_indptr": np.ascontiguousarray(positive_indptr, dtype=np.int32),
+            "positive_indices": np.ascontiguousarray(positive_indices, dtype=np.int32),
         }
 
     def _check_finite(self):
