@@ -22,8 +22,12 @@ demo: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[demo]"
 	$(BIN)/python -m fastrank demo
 
-bench: install
-	$(BIN)/python benchmarks/train_throughput.py
+# Every benchmark side by side with the peers (installed into .bench-venv, never into .venv);
+# writes benchmarks/RESULTS.md and benchmarks/plots/. Not part of make test.
+bench:
+	bash benchmarks/make_peer_venv.sh
+	.bench-venv/bin/python -m pip install --quiet matplotlib
+	.bench-venv/bin/python benchmarks/run.py
 
 lint: $(BIN)/python
 	$(BIN)/python -m pip install --quiet "ruff==$(RUFF_VERSION)"
