@@ -100,6 +100,7 @@ def main(argv=None):
         json_path = os.path.join(scratch, "training.json")
         for title, script, arguments in [
             ("Training throughput", "train_throughput.py", ["--markdown", "--quiet", "--json", json_path]),
+            ("Training throughput with side features", "hybrid_throughput.py", ["--markdown"]),
             ("Evaluation and recommendation", "evaluation_speed.py", ["--markdown"]),
             ("Popularity debiasing", "debias.py", ["--markdown"]),
         ]:

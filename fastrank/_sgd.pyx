@@ -359,13 +359,24 @@ cdef inline void bpr_step(Model* model, Workspace* work, int user, int positive,
                     negative, negative_repr, negative_bias, weight * sigmoid(negative_score - positive_score), weight)
 
 
+cdef inline void prefetch_representation(const FeatureSide* side, int row, int no_components) noexcept nogil:
+    """Prefetch what scoring a user/item reads: the embedding rows and biases of its features
+    (its own row on the identity path, else the first few features of its CSR row)."""
+    cdef int position, stop, feature
+    if side.identity:
+        prefetch_floats(side.embeddings + <Py_ssize_t>row * no_components, no_components)
+        FASTRANK_PREFETCH(side.biases + row)
+        return
+    stop = min(side.indptr[row + 1], side.indptr[row] + 8)
+    for position in range(side.indptr[row], stop):
+        feature = side.indices[position]
+        prefetch_floats(side.embeddings + <Py_ssize_t>feature * no_components, no_components)
+        FASTRANK_PREFETCH(side.biases + feature)
+
+
 cdef inline void prefetch_candidate(const Model* model, Workspace* work, int ahead) noexcept nogil:
     """Prefetch the item that the sampler will draw ``ahead`` draws from now."""
-    cdef int item
-    if model.items.identity:
-        item = peek_below(&work.sampler, model.n_items, ahead)
-        prefetch_floats(model.items.embeddings + <Py_ssize_t>item * model.no_components, model.no_components)
-        FASTRANK_PREFETCH(model.items.biases + item)
+    prefetch_representation(&model.items, peek_below(&work.sampler, model.n_items, ahead), model.no_components)
 
 
 cdef inline void warp_against(Model* model, Workspace* work, int user, const float* user_repr, float user_bias,
@@ -460,14 +471,24 @@ cdef inline void warp_kos_step(Model* model, Workspace* work, int user) noexcept
                  work.scored[chosen].score, ONE)
 
 
+cdef inline void prefetch_feature(const FeatureSide* side, int feature, int no_components) noexcept nogil:
+    cdef Py_ssize_t offset = <Py_ssize_t>feature * no_components
+    prefetch_floats(side.embeddings + offset, no_components)
+    prefetch_floats(side.embedding_acc + offset, no_components)
+    FASTRANK_PREFETCH(side.biases + feature)
+    FASTRANK_PREFETCH(side.bias_acc + feature)
+
+
 cdef inline void prefetch_side_row(const FeatureSide* side, int row, int no_components) noexcept nogil:
-    cdef Py_ssize_t offset
+    """Prefetch the parameter rows of a user's (item's) features: its own row on the identity
+    path, else the rows of the (first few) features in its CSR row."""
+    cdef int position, stop
     if side.identity:
-        offset = <Py_ssize_t>row * no_components
-        prefetch_floats(side.embeddings + offset, no_components)
-        prefetch_floats(side.embedding_acc + offset, no_components)
-        FASTRANK_PREFETCH(side.biases + row)
-        FASTRANK_PREFETCH(side.bias_acc + row)
+        prefetch_feature(side, row, no_components)
+        return
+    stop = min(side.indptr[row + 1], side.indptr[row] + 8)
+    for position in range(side.indptr[row], stop):
+        prefetch_feature(side, side.indices[position], no_components)
 
 
 cdef inline void prefetch_ahead(const Model* model, int loss, const int[::1] users, const int[::1] items,
@@ -499,19 +520,15 @@ cdef inline void prefetch_ahead(const Model* model, int loss, const int[::1] use
     if loss == C_WARP_KOS:
         start = model.positive_indptr[user]
         count = model.positive_indptr[user + 1] - start
-        if model.items.identity and count > 0:
+        if count > 0:
             for j in range(min(model.n, count)):
                 candidate = model.positive_indices[start + stream_draw(stream, count, j + 1)]
-                prefetch_floats(model.items.embeddings + <Py_ssize_t>candidate * model.no_components,
-                                model.no_components)
+                prefetch_representation(&model.items, candidate, model.no_components)
         return
     prefetch_side_row(&model.items, item, model.no_components)
-    if model.items.identity and loss != C_LOGISTIC:
+    if loss != C_LOGISTIC:
         for j in range(1, (min(PREFETCH_DRAWS, model.max_sampled) if loss == C_WARP else 1) + 1):
-            candidate = stream_draw(stream, model.n_items, j)
-            prefetch_floats(model.items.embeddings + <Py_ssize_t>candidate * model.no_components,
-                            model.no_components)
-            FASTRANK_PREFETCH(model.items.biases + candidate)
+            prefetch_representation(&model.items, stream_draw(stream, model.n_items, j), model.no_components)
 
 
 cdef void fill_side(FeatureSide* side, object features, tuple parameters, float alpha):
