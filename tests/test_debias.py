@@ -41,30 +41,27 @@ def regulariser(kind, user, items, biases, weight):
     return weight * (term(scores[0] - scores[2]) + term(scores[1] - scores[3]))
 
 
-def numerical_gradients(kind, user, items, biases, weight, step=1e-6):
-    def at(u, it, b):
-        return regulariser(kind, u, it, b, weight)
+def central_differences(function, array, step=1e-6):
+    """d function() / d array, by central differences, perturbing ``array`` in place."""
+    gradient = np.zeros_like(array)
+    for index in np.ndindex(array.shape):
+        original = array[index]
+        array[index] = original + step
+        above = function()
+        array[index] = original - step
+        below = function()
+        array[index] = original
+        gradient[index] = (above - below) / (2 * step)
+    return gradient
 
-    grad_user = np.zeros_like(user)
-    for c in range(user.size):
-        plus, minus = user.copy(), user.copy()
-        plus[c] += step
-        minus[c] -= step
-        grad_user[c] = (at(plus, items, biases) - at(minus, items, biases)) / (2 * step)
-    grad_items = np.zeros_like(items)
-    for j in range(items.shape[0]):
-        for c in range(items.shape[1]):
-            plus, minus = items.copy(), items.copy()
-            plus[j, c] += step
-            minus[j, c] -= step
-            grad_items[j, c] = (at(user, plus, biases) - at(user, minus, biases)) / (2 * step)
-    grad_biases = np.zeros_like(biases)
-    for j in range(biases.size):
-        plus, minus = biases.copy(), biases.copy()
-        plus[j] += step
-        minus[j] -= step
-        grad_biases[j] = (at(user, items, plus) - at(user, items, minus)) / (2 * step)
-    return grad_user, grad_items, grad_biases
+
+def numerical_gradients(kind, user, items, biases, weight):
+    user, items, biases = user.copy(), items.copy(), biases.copy()
+
+    def value():
+        return regulariser(kind, user, items, biases, weight)
+
+    return central_differences(value, user), central_differences(value, items), central_differences(value, biases)
 
 
 @pytest.mark.parametrize("kind", ["zerosum", "pos2neg2"])
