@@ -23,6 +23,8 @@ cdef extern from "_simd.h":
     void fastrank_detect_cpu(int allow_avx2) noexcept nogil
     int fastrank_simd_level() noexcept nogil
     float fastrank_dot(const float* a, const float* b, int n) noexcept nogil
+    float fastrank_weighted_sum(float* out, const float* embeddings, const float* biases, const int* indices,
+                                const float* values, int count, int n) noexcept nogil
     void fastrank_adagrad_row(float* row, float* acc, const float* gradient, float weight, float alpha,
                               float rate, int n) noexcept nogil
     void fastrank_adadelta_row(float* row, float* acc, float* momentum, const float* gradient, float weight,
@@ -138,20 +140,15 @@ cdef inline const float* representation(const FeatureSide* side, int row, int no
                                         float* buffer, float* bias) noexcept nogil:
     """Embedding and bias of one user/item: a pointer to its row (identity) or the weighted sum
     of its features' rows written into ``buffer``."""
-    cdef int position, feature, c
-    cdef float weight
-    cdef float* source
     if side.identity:
         bias[0] = side.biases[row]
         return side.embeddings + <Py_ssize_t>row * no_components
-    for c in range(no_components):
-        buffer[c] = 0.0
-    bias[0] = 0.0
-    for position in range(side.indptr[row], side.indptr[row + 1]):
-        feature = side.indices[position]
-        weight = side.values[position]
-        source = side.embeddings + <Py_ssize_t>feature * no_components
-        for c in range(no_components):
-            buffer[c] += weight * source[c]
-        bias[0] += weight * side.biases[feature]
+    return feature_representation(side, row, no_components, buffer, bias)
+
+
+cdef inline const float* feature_representation(const FeatureSide* side, int row, int no_components,
+                                                float* buffer, float* bias) noexcept nogil:
+    cdef int start = side.indptr[row]
+    bias[0] = fastrank_weighted_sum(buffer, side.embeddings, side.biases, side.indices + start,
+                                    side.values + start, side.indptr[row + 1] - start, no_components)
     return buffer

@@ -491,18 +491,77 @@ cdef inline void prefetch_side_row(const FeatureSide* side, int row, int no_comp
         prefetch_feature(side, side.indices[position], no_components)
 
 
+cdef inline void prefetch_row_stage(const FeatureSide* side, int row, int bounds) noexcept nogil:
+    """Feature path, early stages: the CSR bounds of a user's (item's) feature row when ``bounds``,
+    else the row's feature ids and weights (which reads the bounds fetched a stage earlier)."""
+    cdef int start
+    if side.identity:
+        return
+    if bounds:
+        FASTRANK_PREFETCH(side.indptr + row)
+        return
+    start = side.indptr[row]
+    FASTRANK_PREFETCH(side.indices + start)
+    FASTRANK_PREFETCH(side.values + start)
+
+
+cdef inline void prefetch_example_stage(const Model* model, int loss, int user, int item, uint64_t stream,
+                                        int draws, int bounds) noexcept nogil:
+    """One early feature-path stage for an example: its user, its item and its first candidates."""
+    cdef int j
+    prefetch_row_stage(&model.users, user, bounds)
+    if model.items.identity or loss == C_WARP_KOS:
+        return
+    prefetch_row_stage(&model.items, item, bounds)
+    for j in range(1, draws + 1):
+        prefetch_row_stage(&model.items, stream_draw(stream, model.n_items, j), bounds)
+
+
+cdef void prefetch_feature_rows_ahead(const Model* model, int loss, const int[::1] users, const int[::1] items,
+                                     Py_ssize_t position, Py_ssize_t n_visits, uint64_t seed,
+                                     int draws) noexcept nogil:
+    """The feature-path stages of :func:`prefetch_ahead`: four examples ahead, the CSR bounds of
+    the feature rows of the user, the item and its first candidates; three ahead, those rows'
+    feature ids and weights; two ahead (k-OS), the bounds of the sampled positives' rows."""
+    cdef int user, start, count, j, stage
+    cdef uint64_t stream
+    cdef Py_ssize_t ahead
+    for stage in range(2):
+        ahead = position + 4 - stage
+        if ahead < n_visits:
+            prefetch_example_stage(model, loss, users[ahead], items[ahead], example_stream(seed, ahead), draws,
+                                   stage == 0)
+    if loss == C_WARP_KOS and not model.items.identity and position + 2 < n_visits:
+        ahead = position + 2
+        user = users[ahead]
+        start = model.positive_indptr[user]
+        count = model.positive_indptr[user + 1] - start
+        if count > 0:
+            stream = example_stream(seed, ahead)
+            for j in range(min(model.n, count)):
+                prefetch_row_stage(&model.items, model.positive_indices[start + stream_draw(stream, count, j + 1)], 1)
+
+
 cdef inline void prefetch_ahead(const Model* model, int loss, const int[::1] users, const int[::1] items,
                                 Py_ssize_t position, Py_ssize_t n_visits, uint64_t seed) noexcept nogil:
     """Start loading what the next examples will touch while this one is processed.
 
     Memory is fetched in stages, each one reading only what an earlier stage brought in:
-    three examples ahead, the user's CSR row bounds of positives; two ahead, that row of
+    three examples ahead, the CSR row bounds of the user's positives; two ahead, that row of
     positive items; one ahead, the parameter rows of the user, the item and the first sampled
     candidates (whose ids are known because each example's draws are a function of its
-    position).
+    position). With side features, earlier stages fetch the feature rows' ids first
+    (:func:`prefetch_feature_rows_ahead`).
     """
-    cdef int user, item, start, count, j, candidate
+    cdef int user, item, start, count, j, candidate, draws
     cdef uint64_t stream
+    draws = 0
+    if loss == C_BPR:
+        draws = 1
+    elif loss == C_WARP:
+        draws = min(PREFETCH_DRAWS, model.max_sampled)
+    if not (model.users.identity and model.items.identity):
+        prefetch_feature_rows_ahead(model, loss, users, items, position, n_visits, seed, draws)
     if position + 3 < n_visits:
         FASTRANK_PREFETCH(model.positive_indptr + users[position + 3])
     if position + 2 < n_visits:
@@ -526,9 +585,8 @@ cdef inline void prefetch_ahead(const Model* model, int loss, const int[::1] use
                 prefetch_representation(&model.items, candidate, model.no_components)
         return
     prefetch_side_row(&model.items, item, model.no_components)
-    if loss != C_LOGISTIC:
-        for j in range(1, (min(PREFETCH_DRAWS, model.max_sampled) if loss == C_WARP else 1) + 1):
-            prefetch_representation(&model.items, stream_draw(stream, model.n_items, j), model.no_components)
+    for j in range(1, draws + 1):
+        prefetch_representation(&model.items, stream_draw(stream, model.n_items, j), model.no_components)
 
 
 cdef void fill_side(FeatureSide* side, object features, tuple parameters, float alpha):

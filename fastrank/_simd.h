@@ -11,6 +11,7 @@
 #define FASTRANK_SIMD_H
 
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 #if defined(_MSC_VER)
@@ -131,6 +132,38 @@ typedef float fastrank_float4 __attribute__((vector_size(16)));
         return count;                                                                          \
     }
 
+/* ---- weighted sum of feature rows: out = sum_f values[f] * embeddings[indices[f]] ----------
+ * Returns sum_f values[f] * biases[indices[f]]. Columns are taken in blocks of 32 so each block's
+ * partial sums stay in registers across all the features of the row and are stored once. */
+#define FASTRANK_DEFINE_WEIGHTED_SUM(name, attributes)                                          \
+    static attributes float name(float* FASTRANK_RESTRICT out, const float* embeddings,        \
+                                 const float* biases, const int* indices, const float* values, \
+                                 int count, int n) {                                           \
+        float bias = 0.0f, block[32];                                                          \
+        int c0, c, f, width;                                                                   \
+        for (c0 = 0; c0 < n; c0 += 32) {                                                       \
+            width = n - c0 < 32 ? n - c0 : 32;                                                 \
+            for (c = 0; c < 32; c++)                                                           \
+                block[c] = 0.0f;                                                               \
+            for (f = 0; f < count; f++) {                                                      \
+                const float* FASTRANK_RESTRICT source =                                        \
+                    embeddings + (ptrdiff_t)indices[f] * n + c0;                               \
+                float weight = values[f];                                                      \
+                if (width == 32) {                                                             \
+                    for (c = 0; c < 32; c++)                                                   \
+                        block[c] += weight * source[c];                                        \
+                } else {                                                                       \
+                    for (c = 0; c < width; c++)                                                \
+                        block[c] += weight * source[c];                                        \
+                }                                                                              \
+            }                                                                                  \
+            memcpy(out + c0, block, (size_t)width * sizeof(float));                            \
+        }                                                                                      \
+        for (f = 0; f < count; f++)                                                            \
+            bias += values[f] * biases[indices[f]];                                            \
+        return bias;                                                                           \
+    }
+
 /* ---- membership in a sorted array, by a branch-free binary search (no mispredictions) ----- */
 static inline int fastrank_sorted_contains(const int* values, int n, int key) {
     const int* base = values;
@@ -149,6 +182,7 @@ FASTRANK_DEFINE_ADAGRAD(fastrank_adagrad_row_base, inline)
 FASTRANK_DEFINE_ADADELTA(fastrank_adadelta_row_base, inline)
 FASTRANK_DEFINE_PAIRWISE(fastrank_pairwise_gradients_base, inline)
 FASTRANK_DEFINE_COUNT_BEFORE(fastrank_count_before_base, inline)
+FASTRANK_DEFINE_WEIGHTED_SUM(fastrank_weighted_sum_base, inline)
 
 #ifdef FASTRANK_X86_DISPATCH
 #include <immintrin.h>
@@ -214,6 +248,41 @@ static FASTRANK_TARGET_AVX2 void fastrank_adagrad_row_avx2(
 FASTRANK_DEFINE_ADADELTA(fastrank_adadelta_row_avx2, FASTRANK_TARGET_AVX2)
 FASTRANK_DEFINE_PAIRWISE(fastrank_pairwise_gradients_avx2, FASTRANK_TARGET_AVX2)
 FASTRANK_DEFINE_COUNT_BEFORE(fastrank_count_before_avx2, FASTRANK_TARGET_AVX2)
+FASTRANK_DEFINE_WEIGHTED_SUM(fastrank_weighted_sum_avx2_any, FASTRANK_TARGET_AVX2)
+
+/* The weighted feature sum with the partial sums of 32 columns held in four registers across all
+   features of the row (no store/reload per feature); other widths take the generic loop. */
+static FASTRANK_TARGET_AVX2 float fastrank_weighted_sum_avx2(
+        float* FASTRANK_RESTRICT out, const float* embeddings, const float* biases, const int* indices,
+        const float* values, int count, int n) {
+    int c0, f;
+    float bias = 0.0f;
+    if (n % 32 != 0 || count == 0)
+        return fastrank_weighted_sum_avx2_any(out, embeddings, biases, indices, values, count, n);
+    for (c0 = 0; c0 < n; c0 += 32) {
+        const float* source = embeddings + (ptrdiff_t)indices[0] * n + c0;
+        __m256 weight = _mm256_set1_ps(values[0]);
+        __m256 s0 = _mm256_mul_ps(weight, _mm256_loadu_ps(source));
+        __m256 s1 = _mm256_mul_ps(weight, _mm256_loadu_ps(source + 8));
+        __m256 s2 = _mm256_mul_ps(weight, _mm256_loadu_ps(source + 16));
+        __m256 s3 = _mm256_mul_ps(weight, _mm256_loadu_ps(source + 24));
+        for (f = 1; f < count; f++) {
+            source = embeddings + (ptrdiff_t)indices[f] * n + c0;
+            weight = _mm256_set1_ps(values[f]);
+            s0 = _mm256_fmadd_ps(weight, _mm256_loadu_ps(source), s0);
+            s1 = _mm256_fmadd_ps(weight, _mm256_loadu_ps(source + 8), s1);
+            s2 = _mm256_fmadd_ps(weight, _mm256_loadu_ps(source + 16), s2);
+            s3 = _mm256_fmadd_ps(weight, _mm256_loadu_ps(source + 24), s3);
+        }
+        _mm256_storeu_ps(out + c0, s0);
+        _mm256_storeu_ps(out + c0 + 8, s1);
+        _mm256_storeu_ps(out + c0 + 16, s2);
+        _mm256_storeu_ps(out + c0 + 24, s3);
+    }
+    for (f = 0; f < count; f++)
+        bias += values[f] * biases[indices[f]];
+    return bias;
+}
 
 /* Set once at module import (under the GIL), read by every thread afterwards. */
 static int fastrank_use_avx2 = 0;
@@ -253,6 +322,11 @@ static inline void fastrank_pairwise_gradients(float loss, const float* user, co
 
 static inline int fastrank_count_before(const float* scores, int n, float threshold, int item) {
     return FASTRANK_DISPATCH(fastrank_count_before, scores, n, threshold, item);
+}
+
+static inline float fastrank_weighted_sum(float* out, const float* embeddings, const float* biases,
+                                          const int* indices, const float* values, int count, int n) {
+    return FASTRANK_DISPATCH(fastrank_weighted_sum, out, embeddings, biases, indices, values, count, n);
 }
 
 static int fastrank_simd_level(void) { return fastrank_use_avx2 ? 2 : 1; }
