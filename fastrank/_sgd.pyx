@@ -428,21 +428,31 @@ cdef int compare_scored_descending(const void* left, const void* right) noexcept
     return (a.item > b.item) - (a.item < b.item)
 
 
-cdef inline void sort_scored_descending(ScoredItem* scored, int count) noexcept nogil:
-    """Sort by descending score, ties by item id: insertion sort for the usual handful of
-    samples, qsort beyond."""
-    cdef int i, j
-    cdef ScoredItem current
+cdef inline int ranks_before(const ScoredItem* a, const ScoredItem* b) noexcept nogil:
+    """1 when ``a`` comes before ``b`` in descending score, ties by item id, else 0."""
+    return (a.score > b.score) | ((a.score == b.score) & (a.item < b.item))
+
+
+cdef inline int select_kth(const ScoredItem* scored, int count, int k) noexcept nogil:
+    """Index of the element at 0-based position ``k`` once ``scored`` is ordered by descending
+    score, ties by item id (a total order, so the result does not depend on how it is found).
+
+    For the handful of samples k-OS draws, counting each element's predecessors without branches
+    beats sorting (whose comparisons mispredict); qsort beyond 32 samples. Repeated draws of one
+    item are equal elements: the chosen one covers position ``k`` with its copies."""
+    cdef int i, j, before, equal
     if count > 32:
-        qsort(scored, count, sizeof(ScoredItem), compare_scored_descending)
-        return
-    for i in range(1, count):
-        current = scored[i]
-        j = i - 1
-        while j >= 0 and compare_scored_descending(&scored[j], &current) > 0:
-            scored[j + 1] = scored[j]
-            j -= 1
-        scored[j + 1] = current
+        qsort(<void*>scored, count, sizeof(ScoredItem), compare_scored_descending)
+        return k
+    for j in range(count):
+        before = 0
+        equal = 0
+        for i in range(count):
+            before += ranks_before(&scored[i], &scored[j])
+            equal += (scored[i].score == scored[j].score) & (scored[i].item == scored[j].item)
+        if before <= k < before + equal:
+            return j
+    return k
 
 
 cdef inline void warp_kos_step(Model* model, Workspace* work, int user) noexcept nogil:
@@ -462,8 +472,7 @@ cdef inline void warp_kos_step(Model* model, Workspace* work, int user) noexcept
                                        work.positive_buffer, &positive_bias)
         work.scored[j].score = dot(user_repr, positive_repr, model.no_components) + positive_bias
         work.scored[j].item = positive
-    sort_scored_descending(work.scored, sampled_count)
-    chosen = (model.k if model.k < sampled_count else sampled_count) - 1
+    chosen = select_kth(work.scored, sampled_count, (model.k if model.k < sampled_count else sampled_count) - 1)
     positive = work.scored[chosen].item
     positive_repr = representation(&model.items, positive, model.no_components,
                                    work.positive_buffer, &positive_bias)
