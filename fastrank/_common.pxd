@@ -27,6 +27,8 @@ cdef extern from "_simd.h":
                                 const float* values, int count, int n) noexcept nogil
     void fastrank_adagrad_row(float* row, float* acc, const float* gradient, float weight, float alpha,
                               float rate, int n) noexcept nogil
+    void fastrank_sgd_row(float* row, const float* gradient, float weight, float alpha, float rate,
+                          int n) noexcept nogil
     void fastrank_adadelta_row(float* row, float* acc, float* momentum, const float* gradient, float weight,
                                float alpha, float rho, float eps, int n) noexcept nogil
     void fastrank_pairwise_gradients(float loss, const float* user, const float* positive,
@@ -46,7 +48,7 @@ cdef struct FeatureSide:
     const float* values
     float* embeddings          # (n_features, no_components), C order
     float* biases              # (n_features,)
-    float* embedding_acc       # adagrad: sum of squared gradients; adadelta: E[update^2]
+    float* embedding_acc       # adagrad: sum of squared gradients; adadelta: E[update^2]; sgd: NULL
     float* bias_acc
     float* embedding_momentum  # adadelta: E[gradient^2]; NULL for adagrad
     float* bias_momentum

@@ -27,7 +27,7 @@ from fastrank._validation import (
 )
 
 LOSSES = {"logistic": _sgd.LOGISTIC, "bpr": _sgd.BPR, "warp": _sgd.WARP, "warp-kos": _sgd.WARP_KOS}
-LEARNING_SCHEDULES = ("adagrad", "adadelta")
+LEARNING_SCHEDULES = ("adagrad", "adadelta", "sgd")
 FORMAT_NAME = "fastrank-model"
 FORMAT_VERSION = 1
 
@@ -132,14 +132,17 @@ class FastRank:
         WARP-KOS: the k-th best of the sampled positives is used.
     n : int, default 10
         WARP-KOS: number of positives sampled per user.
-    learning_schedule : {"adagrad", "adadelta"}, default "adagrad"
+    learning_schedule : {"adagrad", "adadelta", "sgd"}, default "adagrad"
+        LightFM's two adaptive schedules, or plain SGD (not in LightFM): a fixed step of
+        ``learning_rate`` times the gradient and no optimizer state, so half the parameter memory
+        and the fastest epochs. Plain SGD usually needs a larger ``learning_rate`` or more epochs.
     loss : {"logistic", "bpr", "warp", "warp-kos"}, default "logistic"
         ``logistic``: values > 0 are positives, values <= 0 negatives. ``bpr``: for each positive,
         one negative drawn uniformly among the items the user has not interacted with (LightFM
         samples BPR negatives by popularity instead). ``warp``: negatives drawn uniformly until one
         violates the margin, weighted by the log of the estimated rank. ``warp-kos``: k-OS WARP.
     learning_rate : float, default 0.05
-        Adagrad step size (adadelta does not use it).
+        Adagrad and SGD step size (adadelta does not use it).
     rho : float, default 0.95
         Adadelta decay.
     epsilon : float, default 1e-6
@@ -284,6 +287,8 @@ class FastRank:
         d = self.no_components
         embeddings = (self._rng.random((count, d), dtype=np.float32) - np.float32(0.5)) / np.float32(d)
         biases = np.zeros(count, dtype=np.float32)
+        if self._fitted_schedule == "sgd":
+            return embeddings, biases, None, None, None, None
         if self._fitted_schedule == "adagrad":
             start = self._initial_accumulator()
             return (
@@ -455,7 +460,7 @@ class FastRank:
             item_alpha=self.item_alpha,
             n_items=n_items,
             no_components=self.no_components,
-            adadelta=self.learning_schedule == "adadelta",
+            schedule=_sgd.SCHEDULES[self.learning_schedule],
             learning_rate=self.learning_rate,
             rho=self.rho,
             epsilon=self.epsilon,
@@ -1027,12 +1032,12 @@ class FastRank:
             model._rng.bit_generator.state = metadata["rng_state"]
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{path} has invalid model metadata: {error}") from None
-        momentum = model._fitted_schedule == "adadelta"
+        stored = {"sgd": 2, "adagrad": 4, "adadelta": 6}.get(model._fitted_schedule)
+        if stored is None:
+            raise ValueError(f"{path} has an unknown learning schedule {model._fitted_schedule!r}")
         for side in ("user", "item"):
-            for array in _SIDE_ARRAYS:
+            for array in _SIDE_ARRAYS[:stored]:
                 key = f"{side}_{array}"
-                if array.endswith("momentum") and not momentum:
-                    continue
                 if key not in contents:
                     raise ValueError(f"{path} is missing the array {key}")
                 value = contents[key]

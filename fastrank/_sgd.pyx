@@ -16,7 +16,7 @@ from libc.stdlib cimport malloc, free, qsort
 
 from fastrank._common cimport (
     splitmix64,
-    FASTRANK_HAVE_OPENMP, FASTRANK_PREFETCH, FeatureSide, fastrank_adagrad_row, fastrank_adadelta_row, fastrank_pairwise_gradients,
+    FASTRANK_HAVE_OPENMP, FASTRANK_PREFETCH, FeatureSide, fastrank_adagrad_row, fastrank_adadelta_row, fastrank_sgd_row, fastrank_pairwise_gradients,
     fastrank_detect_cpu, fastrank_simd_level, fastrank_sorted_contains, Sampler, sampler_init, sampler_start_example, example_stream, stream_draw, draw_below, peek_below,
     prefetch_floats,
     dot, representation,
@@ -26,6 +26,14 @@ cdef enum:
     DEBIAS_NONE = 0
     DEBIAS_ZEROSUM = 1
     DEBIAS_POS2NEG2 = 2
+
+cdef enum:
+    SCHEDULE_ADAGRAD = 0
+    SCHEDULE_ADADELTA = 1
+    SCHEDULE_SGD = 2
+
+# Learning-schedule codes shared with the estimator.
+SCHEDULES = {"adagrad": SCHEDULE_ADAGRAD, "adadelta": SCHEDULE_ADADELTA, "sgd": SCHEDULE_SGD}
 
 cdef enum:
     C_LOGISTIC = 0
@@ -127,7 +135,7 @@ cdef struct Model:
     FeatureSide users
     FeatureSide items
     int no_components
-    int adadelta
+    int schedule                   # SCHEDULE_ADAGRAD, SCHEDULE_ADADELTA or SCHEDULE_SGD
     float learning_rate
     float rho
     float epsilon
@@ -167,23 +175,27 @@ cdef inline float sigmoid(float x) noexcept nogil:
 
 cdef inline void update_feature(const Model* model, FeatureSide* side, int feature, float weight,
                                 const float* gradient, float bias_gradient, int with_bias) noexcept nogil:
-    """One adagrad/adadelta step on a feature's embedding row (and bias) with L2 ``side.alpha``."""
+    """One adagrad/adadelta/SGD step on a feature's embedding row (and bias) with L2 ``side.alpha``."""
     cdef int c, d = model.no_components
     cdef float g, accumulated, step, squared
     cdef float alpha = side.alpha
     cdef float rate = model.learning_rate, rho = model.rho, eps = model.epsilon
     cdef float* embedding = side.embeddings + <Py_ssize_t>feature * d
-    cdef float* acc = side.embedding_acc + <Py_ssize_t>feature * d
-    cdef float* momentum
-    if not model.adadelta:
-        fastrank_adagrad_row(embedding, acc, gradient, weight, alpha, rate, d)
+    if model.schedule == SCHEDULE_ADAGRAD:
+        fastrank_adagrad_row(embedding, side.embedding_acc + <Py_ssize_t>feature * d, gradient, weight, alpha,
+                             rate, d)
         if with_bias:
             g = weight * bias_gradient + alpha * side.biases[feature]
             accumulated = side.bias_acc[feature]
             side.biases[feature] -= rate * g / sqrtf(accumulated)
             side.bias_acc[feature] = accumulated + g * g
+    elif model.schedule == SCHEDULE_SGD:
+        # no optimizer state: half the memory traffic of adagrad
+        fastrank_sgd_row(embedding, gradient, weight, alpha, rate, d)
+        if with_bias:
+            side.biases[feature] -= rate * (weight * bias_gradient + alpha * side.biases[feature])
     else:
-        fastrank_adadelta_row(embedding, acc, side.embedding_momentum + <Py_ssize_t>feature * d, gradient,
+        fastrank_adadelta_row(embedding, side.embedding_acc + <Py_ssize_t>feature * d, side.embedding_momentum + <Py_ssize_t>feature * d, gradient,
                               weight, alpha, rho, eps, d)
         if with_bias:
             g = weight * bias_gradient + alpha * side.biases[feature]
@@ -483,9 +495,10 @@ cdef inline void warp_kos_step(Model* model, Workspace* work, int user) noexcept
 cdef inline void prefetch_feature(const FeatureSide* side, int feature, int no_components) noexcept nogil:
     cdef Py_ssize_t offset = <Py_ssize_t>feature * no_components
     prefetch_floats(side.embeddings + offset, no_components)
-    prefetch_floats(side.embedding_acc + offset, no_components)
     FASTRANK_PREFETCH(side.biases + feature)
-    FASTRANK_PREFETCH(side.bias_acc + feature)
+    if side.embedding_acc != NULL:
+        prefetch_floats(side.embedding_acc + offset, no_components)
+        FASTRANK_PREFETCH(side.bias_acc + feature)
 
 
 cdef inline void prefetch_side_row(const FeatureSide* side, int row, int no_components) noexcept nogil:
@@ -605,16 +618,21 @@ cdef void fill_side(FeatureSide* side, object features, tuple parameters, float 
     cdef const float[::1] values
     cdef float[:, ::1] embeddings = parameters[0]
     cdef float[::1] biases = parameters[1]
-    cdef float[:, ::1] embedding_acc = parameters[2]
-    cdef float[::1] bias_acc = parameters[3]
+    cdef float[:, ::1] embedding_acc
+    cdef float[::1] bias_acc
     cdef float[:, ::1] embedding_momentum
     cdef float[::1] bias_momentum
     side.embeddings = &embeddings[0, 0]
     side.biases = &biases[0]
-    side.embedding_acc = &embedding_acc[0, 0]
-    side.bias_acc = &bias_acc[0]
+    side.embedding_acc = NULL
+    side.bias_acc = NULL
     side.embedding_momentum = NULL
     side.bias_momentum = NULL
+    if parameters[2] is not None:
+        embedding_acc = parameters[2]
+        bias_acc = parameters[3]
+        side.embedding_acc = &embedding_acc[0, 0]
+        side.bias_acc = &bias_acc[0]
     if parameters[4] is not None:
         embedding_momentum = parameters[4]
         bias_momentum = parameters[5]
@@ -646,7 +664,7 @@ def run_epoch(int loss,
               const int[::1] positive_indices,
               object user_features, tuple user_parameters, float user_alpha,
               object item_features, tuple item_parameters, float item_alpha,
-              int n_items, int no_components, bint adadelta,
+              int n_items, int no_components, int schedule,
               float learning_rate, float rho, float epsilon,
               int max_sampled, int k, int n,
               int debias, float debias_weight,
@@ -670,7 +688,10 @@ def run_epoch(int loss,
         CSR feature matrices; None is the identity fast path.
     user_parameters, item_parameters : tuple of 6 arrays
         (embeddings float32 (n_features, no_components), biases float32 (n_features,),
-        embedding accumulator, bias accumulator, embedding momentum or None, bias momentum or None).
+        embedding and bias accumulators (None for sgd), embedding and bias momenta (None unless
+        adadelta)).
+    schedule : int
+        A ``SCHEDULES`` code: adagrad, adadelta or plain SGD.
     debias, debias_weight : int, float
         Popularity-debiasing regulariser (a ``DEBIAS`` code; BPR and WARP only) and its weight.
     script : int32 array, optional
@@ -691,7 +712,7 @@ def run_epoch(int loss,
     fill_side(&model.users, user_features, user_parameters, user_alpha)
     fill_side(&model.items, item_features, item_parameters, item_alpha)
     model.no_components = no_components
-    model.adadelta = adadelta
+    model.schedule = schedule
     model.learning_rate = learning_rate
     model.rho = rho
     model.epsilon = epsilon

@@ -107,6 +107,15 @@ typedef float fastrank_float4 __attribute__((vector_size(16)));
         }                                                                                      \
     }
 
+/* ---- plain SGD: row -= rate * (weight * gradient + alpha * row) ------------------------- */
+#define FASTRANK_DEFINE_SGD(name, attributes)                                                   \
+    static attributes void name(float* FASTRANK_RESTRICT row, const float* FASTRANK_RESTRICT gradient, \
+                                float weight, float alpha, float rate, int n) {                \
+        int c;                                                                                 \
+        for (c = 0; c < n; c++)                                                                \
+            row[c] -= rate * (weight * gradient[c] + alpha * row[c]);                          \
+    }
+
 /* ---- gradients of loss * (score(negative) - score(positive)) ------------------------------ */
 #define FASTRANK_DEFINE_PAIRWISE(name, attributes)                                              \
     static attributes void name(float loss, const float* user, const float* positive,          \
@@ -180,6 +189,7 @@ static inline int fastrank_sorted_contains(const int* values, int n, int key) {
 FASTRANK_DEFINE_DOT(fastrank_dot_base, inline)
 FASTRANK_DEFINE_ADAGRAD(fastrank_adagrad_row_base, inline)
 FASTRANK_DEFINE_ADADELTA(fastrank_adadelta_row_base, inline)
+FASTRANK_DEFINE_SGD(fastrank_sgd_row_base, inline)
 FASTRANK_DEFINE_PAIRWISE(fastrank_pairwise_gradients_base, inline)
 FASTRANK_DEFINE_COUNT_BEFORE(fastrank_count_before_base, inline)
 FASTRANK_DEFINE_WEIGHTED_SUM(fastrank_weighted_sum_base, inline)
@@ -246,6 +256,7 @@ static FASTRANK_TARGET_AVX2 void fastrank_adagrad_row_avx2(
 }
 
 FASTRANK_DEFINE_ADADELTA(fastrank_adadelta_row_avx2, FASTRANK_TARGET_AVX2)
+FASTRANK_DEFINE_SGD(fastrank_sgd_row_avx2, FASTRANK_TARGET_AVX2)
 FASTRANK_DEFINE_PAIRWISE(fastrank_pairwise_gradients_avx2, FASTRANK_TARGET_AVX2)
 FASTRANK_DEFINE_COUNT_BEFORE(fastrank_count_before_avx2, FASTRANK_TARGET_AVX2)
 FASTRANK_DEFINE_WEIGHTED_SUM(fastrank_weighted_sum_avx2_any, FASTRANK_TARGET_AVX2)
@@ -311,6 +322,11 @@ static inline void fastrank_adagrad_row(float* row, float* acc, const float* gra
 static inline void fastrank_adadelta_row(float* row, float* acc, float* momentum, const float* gradient,
                                          float weight, float alpha, float rho, float eps, int n) {
     FASTRANK_DISPATCH(fastrank_adadelta_row, row, acc, momentum, gradient, weight, alpha, rho, eps, n);
+}
+
+static inline void fastrank_sgd_row(float* row, const float* gradient, float weight, float alpha, float rate,
+                                    int n) {
+    FASTRANK_DISPATCH(fastrank_sgd_row, row, gradient, weight, alpha, rate, n);
 }
 
 static inline void fastrank_pairwise_gradients(float loss, const float* user, const float* positive,

@@ -731,7 +731,7 @@ def test_fit_partial_after_changing_structural_parameters(name, value, problem):
 # --------------------------------------------------------------------------- hyperparameters
 BAD_PARAMETERS = [
     ("loss", "nope"), ("loss", "WARP"), ("loss", None), ("loss", ["warp"]), ("loss", 1),
-    ("learning_schedule", "sgd"), ("learning_schedule", None),
+    ("learning_schedule", "adam"), ("learning_schedule", None),
     ("no_components", 0), ("no_components", -1), ("no_components", 2.5), ("no_components", 4.0),
     ("no_components", True), ("no_components", np.True_), ("no_components", "4"), ("no_components", None),
     ("learning_rate", 0), ("learning_rate", -0.05), ("learning_rate", float("nan")),
@@ -986,7 +986,7 @@ def ids(draw, length):
 # name -> (valid values, invalid values)
 _PARAMETERS = {
     "loss": (LOSSES, ["nope", None]),
-    "learning_schedule": (["adagrad", "adadelta"], ["sgd"]),
+    "learning_schedule": (["adagrad", "adadelta", "sgd"], ["adam", "SGD", None]),
     "no_components": ([1, 2, 4], [0, -1, 2.5, True]),
     "learning_rate": ([0.05, 0.5], [0.0, -1.0, float("nan")]),
     "item_alpha": ([0.0, 0.01], [-0.1, float("inf")]),

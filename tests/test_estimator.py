@@ -102,7 +102,7 @@ def test_random_state_objects_are_resolved_in_fit():
 
 # ---------------------------------------------------------------- training
 
-@pytest.mark.parametrize("schedule", ["adagrad", "adadelta"])
+@pytest.mark.parametrize("schedule", ["adagrad", "adadelta", "sgd"])
 @pytest.mark.parametrize("loss", LOSSES)
 def test_same_seed_one_thread_is_bit_identical(loss, schedule):
     interactions = random_interactions(negatives=True)
@@ -171,7 +171,7 @@ def test_features_path_learns_the_same_as_identity_in_another_feature_order():
     )
 
 
-@pytest.mark.parametrize("schedule", ["adagrad", "adadelta"])
+@pytest.mark.parametrize("schedule", ["adagrad", "adadelta", "sgd"])
 def test_fit_partial_grows_users_items_and_features(schedule):
     small = random_interactions(n_users=30, n_items=20)
     model = FastRank(loss="warp", learning_schedule=schedule, no_components=6, random_state=0)
@@ -355,7 +355,7 @@ def test_ties_go_to_the_lower_item_id():
 
 # ---------------------------------------------------------------- persistence
 
-@pytest.mark.parametrize("schedule", ["adagrad", "adadelta"])
+@pytest.mark.parametrize("schedule", ["adagrad", "adadelta", "sgd"])
 def test_save_load_round_trip_is_exact(tmp_path, schedule):
     interactions = random_interactions()
     item_features = random_features(20, 6)

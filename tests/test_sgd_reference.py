@@ -34,7 +34,7 @@ BPR_TRIES = 100  # BPR gives an example up after this many draws that all hit po
 DECISION_MARGIN = 1e-3
 
 LOSSES = ("logistic", "bpr", "warp", "warp-kos")
-SCHEDULES = ("adagrad", "adadelta")
+SCHEDULES = ("adagrad", "adadelta", "sgd")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,10 +110,12 @@ class Side:
                 self._step(feature, "biases", "bias_acc", "bias_momentum", weight * bias_gradient)
 
     def _step(self, feature, param_name, acc_name, momentum_name, weighted_gradient):
-        param, acc = self.p[param_name], self.p[acc_name]
+        param, acc = self.p[param_name], self.p.get(acc_name)
         g = weighted_gradient + self.alpha * param[feature]
         if self.hyper["schedule"] == "adagrad":
             param[feature], acc[feature] = adagrad(param[feature], acc[feature], g, self.hyper["learning_rate"])
+        elif self.hyper["schedule"] == "sgd":
+            param[feature] = param[feature] - self.hyper["learning_rate"] * g
         else:
             momentum = self.p[momentum_name]
             param[feature], acc[feature], momentum[feature] = adadelta(
@@ -280,7 +282,7 @@ SIDE_ARRAYS = {
 
 def attribute_names(model):
     """Every parameter and optimizer-state attribute of the model's schedule."""
-    keys = list(SIDE_ARRAYS) if model.learning_schedule == "adadelta" else list(SIDE_ARRAYS)[:4]
+    keys = list(SIDE_ARRAYS)[: {"sgd": 2, "adagrad": 4, "adadelta": 6}[model.learning_schedule]]
     return [SIDE_ARRAYS[key].format(side=side) for side in ("user", "item") for key in keys]
 
 
@@ -336,7 +338,9 @@ def make_model(loss, schedule, interactions, features, sample_weight=None, warm=
     # fresh optimizer state
     for side in ("user", "item"):
         acc = (getattr(model, f"_{side}_embedding_acc"), getattr(model, f"_{side}_bias_acc"))
-        if schedule == "adagrad":
+        if schedule == "sgd":
+            assert all(a is None for a in acc)  # plain SGD keeps no optimizer state
+        elif schedule == "adagrad":
             assert model._initial_accumulator() > 0
             assert all(np.all(a == np.float32(model._initial_accumulator())) for a in acc)
         else:
