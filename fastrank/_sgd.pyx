@@ -513,6 +513,18 @@ cdef inline void prefetch_side_row(const FeatureSide* side, int row, int no_comp
         prefetch_feature(side, side.indices[position], no_components)
 
 
+cdef inline void prefetch_search_path(const int* values, int count) noexcept nogil:
+    """Prefetch what the first probes of a binary search over ``values[0:count]`` read: all of a
+    short row, else the cache lines at the eighths of a long one (the first three levels)."""
+    cdef int j
+    if count <= 64:
+        for j in range(0, count, 16):
+            FASTRANK_PREFETCH(values + j)
+        return
+    for j in range(1, 8):
+        FASTRANK_PREFETCH(values + <Py_ssize_t>count * j // 8)
+
+
 cdef inline void prefetch_row_stage(const FeatureSide* side, int row, int bounds) noexcept nogil:
     """Feature path, early stages: the CSR bounds of a user's (item's) feature row when ``bounds``,
     else the row's feature ids and weights (which reads the bounds fetched a stage earlier)."""
@@ -590,8 +602,7 @@ cdef inline void prefetch_ahead(const Model* model, int loss, const int[::1] use
         user = users[position + 2]
         start = model.positive_indptr[user]
         count = model.positive_indptr[user + 1] - start
-        for j in range(0, min(count, 64), 16):
-            FASTRANK_PREFETCH(model.positive_indices + start + j)
+        prefetch_search_path(model.positive_indices + start, count)
     if position + 1 >= n_visits:
         return
     user = users[position + 1]
