@@ -422,7 +422,7 @@ class FastRank:
                 raise ValueError("sample_weight is not supported with loss='warp-kos'")
             weights = check_sample_weight(sample_weight, interactions)
         else:
-            weights = np.ones(interactions.nnz, dtype=np.float32)
+            weights = None  # all ones, without an array of them
         examples = self._training_examples(interactions, weights)
 
         if reset:
@@ -487,6 +487,8 @@ class FastRank:
                 seed=seed,
                 **kernel_arguments,
             )
+            # Drop this epoch's shuffled copies before the next are made: peak memory of fit.
+            users = items = labels = weights = None
             self._check_finite()
         return self
 
@@ -552,7 +554,8 @@ class FastRank:
             if self.loss != "logistic":
                 if not positive.any():
                     raise ValueError(f"interactions has no positive (> 0) entries to train loss={self.loss!r} on")
-                users, items, labels, weights = users[positive], items[positive], labels[positive], weights[positive]
+                users, items, labels = users[positive], items[positive], labels[positive]
+                weights = None if weights is None else weights[positive]
             positive_counts = np.bincount(users if self.loss != "logistic" else users[positive], minlength=n_users)
             positive_indptr = np.zeros(n_users + 1, dtype=np.int32)
             np.cumsum(positive_counts, out=positive_indptr[1:])
@@ -560,15 +563,18 @@ class FastRank:
         return {
             "users": np.ascontiguousarray(users, dtype=np.int32),
             "items": np.ascontiguousarray(items, dtype=np.int32),
-            "labels": np.ascontiguousarray(labels, dtype=np.float32),
-            "weights": np.ascontiguousarray(weights, dtype=np.float32),
+            # only the logistic loss reads the values; the ranking losses see positives only
+            "labels": np.ascontiguousarray(labels, dtype=np.float32) if self.loss == "logistic" else None,
+            "weights": None if weights is None else np.ascontiguousarray(weights, dtype=np.float32),
             "positive_indptr": np.ascontiguousarray(positive_indptr, dtype=np.int32),
             "positive_indices": np.ascontiguousarray(positive_indices, dtype=np.int32),
         }
 
     def _check_finite(self):
         for name in ("user_embeddings", "user_biases", "item_embeddings", "item_biases"):
-            if not np.all(np.isfinite(getattr(self, name))):
+            values = getattr(self, name)
+            # in row blocks: a whole-matrix isfinite mask would add to the peak memory of fit
+            if not all(np.isfinite(values[start:start + 65536]).all() for start in range(0, len(values), 65536)):
                 raise ValueError(
                     f"Training diverged: {name} contains non-finite values. "
                     "Lower learning_rate or raise item_alpha/user_alpha, then call fit again."

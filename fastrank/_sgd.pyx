@@ -104,30 +104,65 @@ def shuffled_order(unsigned long long seed, Py_ssize_t n):
     return order
 
 
-def shuffled_examples(unsigned long long seed, const int[::1] users, const int[::1] items,
-                      const float[::1] labels, const float[::1] weights):
-    """The training examples in a random order, as new arrays (users, items, labels, weights).
+cdef void shuffle_in_place(uint64_t seed, int* users, int* items, float* labels, float* weights,
+                           Py_ssize_t n) noexcept nogil:
+    """Apply the swaps :func:`fisher_yates` makes for ``seed`` to the example arrays themselves
+    (``labels``/``weights`` may be NULL): the result is ``array[order]`` for the permutation
+    :func:`shuffled_order` returns, without allocating the permutation."""
+    cdef Py_ssize_t i, j
+    cdef int swap_int
+    cdef float swap_float
+    cdef uint64_t state = seed
+    for i in range(n - 1, 0, -1):
+        j = <Py_ssize_t>(((splitmix64(&state) >> 32) * <uint64_t>(i + 1)) >> 32)
+        swap_int = users[i]
+        users[i] = users[j]
+        users[j] = swap_int
+        swap_int = items[i]
+        items[i] = items[j]
+        items[j] = swap_int
+        if labels != NULL:
+            swap_float = labels[i]
+            labels[i] = labels[j]
+            labels[j] = swap_float
+        if weights != NULL:
+            swap_float = weights[i]
+            weights[i] = weights[j]
+            weights[j] = swap_float
 
-    Done in C because numpy's permutation and four fancy-index gathers cost a noticeable share of
-    an epoch on small data sets.
+
+def shuffled_examples(unsigned long long seed, const int[::1] users, const int[::1] items,
+                      const float[::1] labels=None, const float[::1] weights=None):
+    """The training examples in a random order, as new arrays (users, items, labels, weights);
+    ``labels`` and ``weights`` may be None (then None is returned in their place).
+
+    Shuffles copies in place, in C: numpy's permutation plus fancy-index gathers cost a
+    noticeable share of an epoch on small data sets, and a permutation array would add four
+    bytes per example to the peak memory of ``fit``.
     """
-    cdef Py_ssize_t i, n = users.shape[0]
-    order = shuffled_order(seed, n)
-    cdef const int[::1] visit = order
-    out_users = np.empty(n, dtype=np.int32)
-    out_items = np.empty(n, dtype=np.int32)
-    out_labels = np.empty(n, dtype=np.float32)
-    out_weights = np.empty(n, dtype=np.float32)
+    cdef Py_ssize_t n = users.shape[0]
+    if items.shape[0] != n or (labels is not None and labels.shape[0] != n) or (
+            weights is not None and weights.shape[0] != n):
+        raise ValueError("the example arrays must have the same length")
+    out_users = np.array(users, dtype=np.int32, copy=True)
+    out_items = np.array(items, dtype=np.int32, copy=True)
+    out_labels = None if labels is None else np.array(labels, dtype=np.float32, copy=True)
+    out_weights = None if weights is None else np.array(weights, dtype=np.float32, copy=True)
     cdef int[::1] u = out_users
     cdef int[::1] it = out_items
-    cdef float[::1] lab = out_labels
-    cdef float[::1] w = out_weights
-    with nogil:
-        for i in range(n):
-            u[i] = users[visit[i]]
-            it[i] = items[visit[i]]
-            lab[i] = labels[visit[i]]
-            w[i] = weights[visit[i]]
+    cdef float[::1] lab
+    cdef float[::1] w
+    cdef float* label_pointer = NULL
+    cdef float* weight_pointer = NULL
+    if out_labels is not None and n > 0:
+        lab = out_labels
+        label_pointer = &lab[0]
+    if out_weights is not None and n > 0:
+        w = out_weights
+        weight_pointer = &w[0]
+    if n > 1:
+        with nogil:
+            shuffle_in_place(seed, &u[0], &it[0], label_pointer, weight_pointer, n)
     return out_users, out_items, out_labels, out_weights
 
 
@@ -691,8 +726,9 @@ def run_epoch(int loss,
         The user and item of each training example, in the (shuffled) order to visit them;
         WARP-KOS uses only the user. Visiting memory in order lets the next example's parameter
         rows be prefetched.
-    example_labels, example_weights : float32 array of shape (n_examples,)
-        Interaction value (logistic: > 0 positive) and sample weight of each example.
+    example_labels, example_weights : float32 array of shape (n_examples,) or None
+        Interaction value of each example (logistic: > 0 positive; required by logistic only)
+        and its sample weight (None: every weight is 1).
     positive_indptr, positive_indices : int32 arrays
         CSR (users x items, sorted columns) of the positive interactions.
     user_features, item_features : None or tuple of (indptr, indices, values)
@@ -716,6 +752,18 @@ def run_epoch(int loss,
     cdef int scored_capacity = n if loss == C_WARP_KOS else 1
     cdef const int* script_pointer = NULL
     cdef Py_ssize_t script_length = 0
+    cdef const float* labels = NULL
+    cdef const float* weights = NULL
+    if example_items.shape[0] != n_visits or (example_labels is not None and example_labels.shape[0] != n_visits) or (
+            example_weights is not None and example_weights.shape[0] != n_visits):
+        raise ValueError("the example arrays must have the same length")
+    if loss == C_LOGISTIC and example_labels is None:
+        raise ValueError("the logistic loss needs example labels")
+    if n_visits > 0:
+        if example_labels is not None:
+            labels = &example_labels[0]
+        if example_weights is not None:
+            weights = &example_weights[0]
     if script is not None and script.shape[0] > 0:
         script_pointer = &script[0]
         script_length = script.shape[0]
@@ -775,13 +823,13 @@ def run_epoch(int loss,
                 sampler_start_example(&work.sampler, seed, position)
             if loss == C_WARP:
                 warp_step(&model, work, example_users[position], example_items[position],
-                          example_weights[position])
+                          weights[position] if weights != NULL else ONE)
             elif loss == C_BPR:
                 bpr_step(&model, work, example_users[position], example_items[position],
-                         example_weights[position])
+                         weights[position] if weights != NULL else ONE)
             elif loss == C_LOGISTIC:
                 logistic_step(&model, work, example_users[position], example_items[position],
-                              example_labels[position], example_weights[position])
+                              labels[position], weights[position] if weights != NULL else ONE)
             else:
                 warp_kos_step(&model, work, example_users[position])
 

@@ -456,6 +456,14 @@ def test_shuffled_order_is_a_seeded_permutation():
     np.testing.assert_array_equal(out_users, order)
     np.testing.assert_array_equal(out_items, 999 - order)
     np.testing.assert_array_equal(out_labels, order * 2.0)
+    np.testing.assert_array_equal(out_weights, order * 2.0)
+    # without labels or weights only the ids are shuffled (no all-ones arrays are made)
+    bare_users, bare_items, no_labels, no_weights = shuffled_examples(123, users, users[::-1].copy())
+    np.testing.assert_array_equal(bare_users, order)
+    np.testing.assert_array_equal(bare_items, 999 - order)
+    assert no_labels is None and no_weights is None
+    with pytest.raises(ValueError, match="same length"):
+        shuffled_examples(123, users, users[:-1].copy())
     # every position is equally likely: the first element over many seeds is spread out
     firsts = [shuffled_order(seed, 10)[0] for seed in range(2000)]
     assert np.bincount(firsts, minlength=10).min() > 120
