@@ -22,8 +22,9 @@ demo: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[demo]"
 	$(BIN)/python -m fastrank demo
 
-# Every benchmark side by side with the peers (installed into .bench-venv, never into .venv);
-# writes benchmarks/RESULTS.md and benchmarks/plots/. Not part of make test.
+# Every benchmark side by side with the peers (installed into .bench-venv, and lightfm-next into
+# .bench-venv-next, never into .venv; a lightfm-next that fails to build shows as such in the
+# tables); writes benchmarks/RESULTS.md and benchmarks/plots/. Not part of make test.
 bench:
 	bash benchmarks/make_peer_venv.sh
 	.bench-venv/bin/python -m pip install --quiet matplotlib

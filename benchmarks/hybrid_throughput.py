@@ -1,10 +1,15 @@
-"""Training throughput with side features: fastrank vs LightFM, one thread, side by side.
+"""Training throughput with side features: fastrank vs LightFM and lightfm-next, one thread, side by side.
 
 The case only LightFM serves today. On the synthetic power-law set (default 50,000 users x
 20,000 items x 1,000,000 interactions), each item has its identity feature plus 5 of 1,000 shared
 tag features and each user its identity plus 3 of 200 shared features, every row normalised to
-sum 1. Reports positives per second per loss and the ratio (one warm-up epoch, then the median
+sum 1. Reports positives per second per loss and the ratios (one warm-up epoch, then the median
 of the timed epochs).
+
+LightFM is rectools-lightfm in this process; lightfm-next (also imported as ``lightfm``, so in
+its own venv ``.bench-venv-next``) is timed the same way by a worker process with that venv's
+interpreter (``--lightfm-next-python``, default ``.bench-venv-next/bin/python`` when it exists),
+on the same matrices written to a temporary ``.npz`` (see ``_lightfm_worker.py``).
 """
 
 import argparse
@@ -16,6 +21,7 @@ import scipy.sparse as sp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import format_table, make_power_law, time_repeated, try_import  # noqa: E402
+from _lightfm_worker import DEFAULT_NEXT_PYTHON, WorkerPeer  # noqa: E402
 
 
 def identity_plus_shared(n_rows, n_shared, per_row, seed):
@@ -36,17 +42,28 @@ def main(argv=None):
     parser.add_argument("--losses", default="warp,bpr,warp-kos,logistic")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--lightfm-next-python",
+                        default=str(DEFAULT_NEXT_PYTHON) if DEFAULT_NEXT_PYTHON.exists() else "",
+                        help="interpreter of the venv with lightfm-next (.bench-venv-next); '' = none")
+    parser.add_argument("--skip-lightfm-next", action="store_true")
     args = parser.parse_args(argv)
 
     import fastrank
 
     lightfm = try_import("lightfm")
+    lightfm_next = WorkerPeer(None if args.skip_lightfm_next else args.lightfm_next_python)
     data = make_power_law(args.users, args.items, args.interactions, seed=42).tocoo()
     user_features = identity_plus_shared(args.users, 200, 3, seed=1)
     item_features = identity_plus_shared(args.items, 1_000, 5, seed=2)
     print(f"{args.users} users x {args.items} items, {data.nnz} interactions; user features "
           f"{user_features.shape[1]} (identity + 3 of 200), item features {item_features.shape[1]} "
           f"(identity + 5 of 1,000); 64 components, one thread")
+    print(f"LightFM: {lightfm.version}; " + ("lightfm-next: skipped" if args.skip_lightfm_next
+                                               else lightfm_next.summary()))
+    next_data = None
+    if lightfm_next.available:
+        next_data = lightfm_next.write_data(interactions=data, user_features=user_features,
+                                         item_features=item_features)
     rows = []
     for loss in args.losses.split(","):
         ours = fastrank.FastRank(no_components=64, loss=loss, random_state=0)
@@ -62,10 +79,28 @@ def main(argv=None):
                                                                  num_threads=1),
                                         repeats=args.epochs)
             theirs_rate = data.nnz / peer_timing.median
+        next_rate = None
+        next_cell = "skipped" if args.skip_lightfm_next else lightfm_next.status
+        if lightfm_next.available:
+            # the same constructor and fit_partial arguments as the LightFM column, timed alike
+            try:
+                next_timing = lightfm_next.train_timing(
+                    next_data, model={"no_components": 64, "loss": loss, "random_state": 0},
+                    fit={"epochs": 1, "num_threads": 1},
+                    matrices={"interactions": "interactions", "user_features": "user_features",
+                              "item_features": "item_features"},
+                    repeats=args.epochs, warmup=1)
+                next_rate = data.nnz / next_timing.median
+            except RuntimeError as exc:
+                next_cell = "error"
+                print(exc, file=sys.stderr)
         rows.append([loss, f"{ours_rate:,.0f}", f"{theirs_rate:,.0f}" if theirs_rate else lightfm.status,
-                     f"{ours_rate / theirs_rate:.2f}x" if theirs_rate else "-"])
-    print(format_table(["loss", "fastrank pos/s", "LightFM pos/s", "fastrank/LightFM"], rows,
-                       markdown=args.markdown))
+                     f"{next_rate:,.0f}" if next_rate else next_cell,
+                     f"{ours_rate / theirs_rate:.2f}x" if theirs_rate else "-",
+                     f"{ours_rate / next_rate:.2f}x" if next_rate else "-"])
+    lightfm_next.close()
+    print(format_table(["loss", "fastrank pos/s", "LightFM pos/s", "lightfm-next pos/s", "fastrank/LightFM",
+                        "fastrank/lightfm-next"], rows, markdown=args.markdown))
     return 0
 
 

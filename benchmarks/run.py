@@ -4,6 +4,10 @@ Each benchmark runs as its own process with this interpreter (normally ``.bench-
 peers are installed) and prints markdown tables; this script collects them under a header that
 describes the machine (CPU model, cores, compiler, OpenMP, instruction set), and draws the
 training-throughput ratios as a PNG in ``benchmarks/plots/`` (when matplotlib is available).
+
+When ``.bench-venv-next/bin/python`` exists (lightfm-next, made by ``make_peer_venv.sh``), the
+training, hybrid and evaluation benchmarks get ``--lightfm-next-python`` with it and add a
+lightfm-next column, measured in the same run by a worker process with that interpreter.
 """
 
 import argparse
@@ -17,6 +21,8 @@ import sysconfig
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+NEXT_PYTHON = os.path.join(REPO, ".bench-venv-next", "bin", "python")
 
 
 def machine_description():
@@ -55,7 +61,7 @@ def run(script, arguments, timeout):
 
 
 def plot_training(json_path, output):
-    """Bar chart of fastrank / LightFM throughput per loss and data set."""
+    """Bar chart of fastrank / LightFM (and fastrank / lightfm-next) throughput per loss and data set."""
     try:
         import matplotlib
 
@@ -67,20 +73,29 @@ def plot_training(json_path, output):
         records = json.load(stream)["results"]
     rates = {(r["library"], r["dataset"], r["loss"]): r.get("positives_per_s")
              for r in records if r.get("threads") == 1}
-    labels, ratios = [], []
+    labels, ratios, next_ratios = [], [], []
     for (library, dataset, loss), rate in sorted(rates.items()):
         peer = rates.get(("lightfm", dataset, loss))
         if library == "fastrank" and rate and peer:
             labels.append(f"{dataset}\n{loss}")
             ratios.append(rate / peer)
+            next_rate = rates.get(("lightfm-next", dataset, loss))
+            next_ratios.append(rate / next_rate if next_rate else 0.0)
     if not ratios:
         return None
     os.makedirs(output, exist_ok=True)
     figure, axis = plt.subplots(figsize=(9, 4))
-    axis.bar(range(len(ratios)), ratios)
+    positions = list(range(len(ratios)))
+    if any(next_ratios):
+        axis.bar([x - 0.2 for x in positions], ratios, width=0.4, label="fastrank / LightFM (rectools-lightfm)")
+        axis.bar([x + 0.2 for x in positions], next_ratios, width=0.4, label="fastrank / lightfm-next")
+        axis.legend(fontsize=8)
+        axis.set_ylabel("fastrank / peer positives per second (1 thread)")
+    else:
+        axis.bar(positions, ratios)
+        axis.set_ylabel("fastrank / LightFM positives per second (1 thread)")
     axis.axhline(1.0, color="black", linewidth=0.8)
-    axis.set_xticks(range(len(ratios)), labels, fontsize=8)
-    axis.set_ylabel("fastrank / LightFM positives per second (1 thread)")
+    axis.set_xticks(positions, labels, fontsize=8)
     figure.tight_layout()
     path = os.path.join(output, "training_throughput_ratio.png")
     figure.savefig(path, dpi=80)
@@ -95,18 +110,26 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     sections = ["# Benchmark results", "", *machine_description(), ""]
+    # lightfm-next lives in its own venv (it is imported as `lightfm` too); the scripts measure it
+    # in a worker process with that interpreter when they are given it
+    next_args = ["--lightfm-next-python", NEXT_PYTHON] if os.path.exists(NEXT_PYTHON) else []
+    if not next_args:
+        sections += ["- lightfm-next: not installed (no .bench-venv-next; benchmarks/make_peer_venv.sh makes it)", ""]
     failures = 0
     with tempfile.TemporaryDirectory() as scratch:
         json_path = os.path.join(scratch, "training.json")
         for title, script, arguments in [
-            ("Training throughput", "train_throughput.py", ["--markdown", "--quiet", "--json", json_path]),
-            ("Training throughput with side features", "hybrid_throughput.py", ["--markdown"]),
-            ("Evaluation and recommendation", "evaluation_speed.py", ["--markdown"]),
+            ("Training throughput", "train_throughput.py", ["--markdown", "--quiet", "--json", json_path, *next_args]),
+            ("Training throughput with side features", "hybrid_throughput.py", ["--markdown", *next_args]),
+            ("Evaluation and recommendation", "evaluation_speed.py", ["--markdown", *next_args]),
             ("Popularity debiasing", "debias.py", ["--markdown"]),
+            ("Cost growth and peak memory", "cost_growth.py", ["--markdown"]),
+            ("Roofline floor", "roofline.py", ["--markdown"]),
         ]:
             output, code = run(script, arguments, args.timeout)
             failures += code != 0
-            shown = " ".join(a for a in arguments if a not in (json_path, "--json"))
+            shown = " ".join(os.path.relpath(a, REPO) if a == NEXT_PYTHON else a
+                             for a in arguments if a not in (json_path, "--json"))
             # the scripts' "# ..." comment lines would render as headings: show them as quotes
             text = "\n".join("> " + line[2:] if line.startswith("# ") else line for line in output.strip().splitlines())
             sections += [f"## {title}", "", f"`python benchmarks/{script} {shown}`", "",

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Training-throughput benchmark: fastrank vs LightFM vs implicit.
+"""Training-throughput benchmark: fastrank vs LightFM vs lightfm-next vs implicit.
 
 In one run this script
 
@@ -7,9 +7,15 @@ In one run this script
    ``lightfm``) with identical settings (``no_components=64``,
    ``learning_rate=0.05``, default adagrad schedule, one thread, fixed
    ``random_state``) for every requested loss and reports training
-   throughput in positives per second;
+   throughput in positives per second; lightfm-next (which also imports as
+   ``lightfm``, so it lives in ``.bench-venv-next``) is measured the same way
+   in a worker process with that venv's interpreter (``--lightfm-next-python``,
+   default ``.bench-venv-next/bin/python`` when it exists), on the same
+   matrices passed through a temporary ``.npz``, right after LightFM's cell;
 2. compares fastrank's BPR with implicit's CPU BPR;
-3. measures fastrank's thread scaling (default 1 and 2 threads).
+3. measures fastrank's thread scaling (default 1 and 2 threads and all cores,
+   ``os.cpu_count()``, when that is another number), with speed-ups vs the
+   first thread count.
 
 Throughput is ``nnz / epoch_seconds`` where ``nnz`` is the number of positive
 interactions in the training matrix and ``epoch_seconds`` the wall time
@@ -34,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -42,6 +49,7 @@ from typing import Callable, Dict, List, Optional
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C  # noqa: E402  (sets BLAS thread env vars before numpy)
+from _lightfm_worker import DEFAULT_NEXT_PYTHON, WorkerPeer  # noqa: E402
 
 import scipy.sparse as sp  # noqa: E402
 
@@ -54,6 +62,19 @@ LEARNING_RATE = 0.05
 
 def _csv(value: str) -> List[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def default_threads() -> List[int]:
+    """1 and 2 threads, plus all cores (``os.cpu_count()``) when that is another number."""
+    return list(dict.fromkeys([1, 2, os.cpu_count() or 1]))
+
+
+def thread_label(threads: int) -> str:
+    """Column label of a thread count; the one equal to ``os.cpu_count()`` says "all cores"."""
+    cores = os.cpu_count() or 1
+    if threads != cores:
+        return f"{threads} thr"
+    return f"all cores ({cores})" if cores > 2 else f"{threads} thr (all cores)"
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -81,8 +102,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=1, help="untimed warm-up epochs per model")
     p.add_argument("--stat", choices=("best", "median"), default="median",
                    help="how the timed epochs are summarised")
-    p.add_argument("--threads", type=lambda s: [int(x) for x in _csv(s)], default=[1, 2],
-                   help="fastrank thread counts for the scaling table (first is the baseline)")
+    p.add_argument("--threads", type=lambda s: [int(x) for x in _csv(s)], default=None,
+                   help="fastrank thread counts for the scaling table (first is the baseline); "
+                        "default 1,2 and os.cpu_count() (all cores) when that is another number, "
+                        f"here {','.join(map(str, default_threads()))}")
     p.add_argument("--scaling-datasets", type=_csv, default=["synthetic"],
                    help="datasets used for the thread-scaling table")
     p.add_argument("--seed", type=int, default=42, help="random_state of every model")
@@ -93,6 +116,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--skip-fastrank", action="store_true", help="do not run fastrank")
     p.add_argument("--skip-lightfm", action="store_true", help="do not run LightFM")
     p.add_argument("--skip-implicit", action="store_true", help="do not run implicit")
+    p.add_argument("--lightfm-next-python", default=str(DEFAULT_NEXT_PYTHON) if DEFAULT_NEXT_PYTHON.exists() else "",
+                   help="interpreter of the venv with lightfm-next (benchmarks/make_peer_venv.sh makes "
+                        ".bench-venv-next); its column is measured in a worker process with it; '' = none")
+    p.add_argument("--skip-lightfm-next", action="store_true", help="do not run lightfm-next")
     p.add_argument("--skip-scaling", action="store_true", help="do not run the thread-scaling table")
     p.add_argument("--markdown", action="store_true", help="print markdown tables")
     p.add_argument("--json", type=Path, default=None, help="also write raw timings to this JSON file")
@@ -107,6 +134,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         p.error(f"unknown loss(es) {bad}; choose from {ALL_LOSSES}")
     if args.epochs < 1 or args.warmup < 0:
         p.error("--epochs must be >= 1 and --warmup >= 0")
+    if args.threads is None:
+        args.threads = default_threads()
+    args.threads = list(dict.fromkeys(args.threads))
     if not args.threads or min(args.threads) < 1:
         p.error("--threads needs positive integers")
     return args
@@ -131,10 +161,15 @@ def fastrank_epoch(mod, loss: str, seed: int, interactions: sp.coo_matrix, threa
     return step
 
 
+def lightfm_kwargs(loss: str, seed: int) -> Dict:
+    """LightFM constructor arguments, the same for the LightFM and lightfm-next columns."""
+    return dict(no_components=NO_COMPONENTS, loss=loss, learning_rate=LEARNING_RATE,
+                learning_schedule="adagrad", random_state=seed)
+
+
 def lightfm_epoch(mod, loss: str, seed: int, interactions: sp.coo_matrix, threads: int) -> Callable[[], None]:
     """Build a fresh LightFM model and return a one-epoch training step."""
-    model = mod.LightFM(no_components=NO_COMPONENTS, loss=loss, learning_rate=LEARNING_RATE,
-                        learning_schedule="adagrad", random_state=seed)
+    model = mod.LightFM(**lightfm_kwargs(loss, seed))
 
     def step() -> None:
         model.fit_partial(interactions, epochs=1, num_threads=threads)
@@ -179,8 +214,13 @@ class Bench:
             print(msg, file=sys.stderr, flush=True)
 
     def measure(self, library: str, dataset: str, loss: str, threads: int, nnz: int,
-                make_step: Callable[[], Callable[[], None]]) -> Optional[float]:
+                make_step: Optional[Callable[[], Callable[[], None]]] = None,
+                timing_of: Optional[Callable[[], C.Timing]] = None) -> Optional[float]:
         """Time one (library, dataset, loss, threads) cell.
+
+        Either ``make_step`` (returns a one-epoch callable, timed here) or ``timing_of`` (returns
+        the ``C.Timing`` of the same warm-up + timed epochs measured elsewhere: the lightfm-next
+        worker process) is given.
 
         Returns
         -------
@@ -190,12 +230,15 @@ class Bench:
         rec = {"library": library, "dataset": dataset, "loss": loss,
                "threads": threads, "nnz": nnz}
         try:
-            step = make_step()
-            timing = C.time_repeated(step, repeats=self.args.epochs, warmup=self.args.warmup)
+            if timing_of is not None:
+                timing = timing_of()
+            else:
+                step = make_step()
+                timing = C.time_repeated(step, repeats=self.args.epochs, warmup=self.args.warmup)
         except Exception as exc:
             rec["error"] = f"{type(exc).__name__}: {exc}"
             self.records.append(rec)
-            self.log(f"  {library:9s} {dataset:9s} {loss:9s} t={threads}: ERROR {rec['error']}")
+            self.log(f"  {library:12s} {dataset:9s} {loss:9s} t={threads}: ERROR {rec['error']}")
             if not self.args.quiet:
                 traceback.print_exc(file=sys.stderr)
             return None
@@ -204,7 +247,7 @@ class Bench:
         rec.update(seconds=timing.seconds, warmup_seconds=timing.warmup_seconds,
                    epoch_seconds=sec, positives_per_s=rate)
         self.records.append(rec)
-        self.log(f"  {library:9s} {dataset:9s} {loss:9s} t={threads}: warm-up "
+        self.log(f"  {library:12s} {dataset:9s} {loss:9s} t={threads}: warm-up "
                  + " ".join(f"{s:.3f}s" for s in timing.warmup_seconds)
                  + " | timed " + " ".join(f"{s:.3f}s" for s in timing.seconds)
                  + f" -> {C.fmt_rate(rate)} pos/s")
@@ -244,10 +287,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     lfm = C.try_import("lightfm")
     imp = C.try_import("implicit.cpu.bpr")
     imp_pkg = C.try_import("implicit")
+    nxt = WorkerPeer(None if args.skip_lightfm_next else args.lightfm_next_python)
 
     print("# fastrank training throughput")
     for line in C.environment_summary([fr, lfm, imp_pkg]):
         print("# " + line)
+    print("# " + ("lightfm-next: skipped" if args.skip_lightfm_next else nxt.summary()))
     for mod in (fr, lfm, imp):
         if mod.status == "import failed":
             print(f"# {mod.name}: {mod.error}")
@@ -258,32 +303,49 @@ def main(argv: Optional[List[str]] = None) -> int:
     run_fr = fr.available and not args.skip_fastrank
     run_lfm = lfm.available and not args.skip_lightfm
     run_imp = imp.available and not args.skip_implicit
+    run_next = nxt.available and not args.skip_lightfm_next
 
     data = load_datasets(args, bench)
     for name, mat in data.items():
         print(f"# {name}: {C.describe_matrix(mat)}")
     print()
 
-    # ---- table 1: fastrank vs LightFM, one thread ---------------------------
+    # ---- table 1: fastrank vs LightFM (and lightfm-next), one thread ----------
     rows = []
     for ds in args.datasets:
         mat = data[ds]
+        # lightfm-next gets the very same COO matrix (format, dtypes) through a temporary .npz
+        next_data = nxt.write_data(interactions=mat) if run_next else None
         for loss in args.losses:
-            fr_rate = lfm_rate = None
+            fr_rate = lfm_rate = next_rate = None
             if run_fr:
                 fr_rate = bench.measure("fastrank", ds, loss, 1, mat.nnz,
                                         lambda: fastrank_epoch(fr.module, loss, args.seed, mat, 1))
             if run_lfm:
                 lfm_rate = bench.measure("lightfm", ds, loss, 1, mat.nnz,
                                          lambda: lightfm_epoch(lfm.module, loss, args.seed, mat, 1))
+            if run_next:
+                next_rate = bench.measure(
+                    "lightfm-next", ds, loss, 1, mat.nnz,
+                    timing_of=lambda: nxt.train_timing(
+                        next_data, model=lightfm_kwargs(loss, args.seed), fit={"epochs": 1, "num_threads": 1},
+                        matrices={"interactions": "interactions"}, repeats=args.epochs, warmup=args.warmup))
             rows.append([ds, loss,
                          _cell(fr_rate, fr, args.skip_fastrank),
                          _cell(lfm_rate, lfm, args.skip_lightfm),
-                         C.fmt_ratio(_ratio(fr_rate, lfm_rate))])
-    print("## fastrank vs LightFM, 1 thread (positives/s = nnz / epoch seconds)")
-    print(C.format_table(["dataset", "loss", "fastrank pos/s", "LightFM pos/s", "fastrank/LightFM"],
+                         _cell(next_rate, nxt, args.skip_lightfm_next),
+                         C.fmt_ratio(_ratio(fr_rate, lfm_rate)),
+                         C.fmt_ratio(_ratio(fr_rate, next_rate))])
+    nxt.close()
+    print("## fastrank vs LightFM and lightfm-next, 1 thread (positives/s = nnz / epoch seconds)")
+    print(C.format_table(["dataset", "loss", "fastrank pos/s", "LightFM pos/s", "lightfm-next pos/s",
+                          "fastrank/LightFM", "fastrank/lightfm-next"],
                          rows, args.markdown))
     print()
+    print("Note: LightFM is rectools-lightfm, timed in this process; lightfm-next is timed the same way\n"
+          "(fresh model, same arguments, warm-up + timed fit_partial(epochs=1) calls, same statistic)\n"
+          "in a worker process with .bench-venv-next's interpreter on the same matrix, right after\n"
+          "LightFM's cell.")
     if "warp-kos" in args.losses:
         print("Note: warp-kos visits nnz examples per epoch in both libraries (LightFM 1.17.3's\n"
               "fit_warp_kos loops over the shuffled interactions and uses each one's user); each\n"
@@ -325,9 +387,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     # ---- table 3: fastrank thread scaling -----------------------------------
     if not args.skip_scaling and len(args.threads) > 1:
-        base = args.threads[0]
-        headers = ["dataset", "loss"] + [f"{t} thr pos/s" for t in args.threads] + \
-                  [f"speedup {t}/{base}" for t in args.threads[1:]]
+        labels = [thread_label(t) for t in args.threads]
+        headers = ["dataset", "loss"] + [f"{label} pos/s" for label in labels] + \
+                  [f"speedup {label} vs {labels[0]}" for label in labels[1:]]
         rows = []
         for ds in args.scaling_datasets:
             mat = data[ds]
@@ -344,6 +406,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"## fastrank thread scaling (fit_partial num_threads={','.join(map(str, args.threads))})")
         print(C.format_table(headers, rows, args.markdown))
         print()
+        cores = os.cpu_count() or 1
+        if cores in args.threads and cores <= 2:
+            print(f"Note: all cores (os.cpu_count() = {cores}) is the {cores}-thread column here, so it is\n"
+                  "not measured a second time.")
+        elif cores not in args.threads:
+            print(f"Note: all cores (os.cpu_count() = {cores}) is not among --threads.")
         print("Note: each thread count trains a fresh model (same seed); with Hogwild updates the\n"
               "multi-thread runs are not bit-identical to the 1-thread run.")
         print()
@@ -351,7 +419,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {
-            "environment": C.environment_summary([fr, lfm, imp_pkg]),
+            "environment": C.environment_summary([fr, lfm, imp_pkg]) + [nxt.summary()],
             "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "results": bench.records,
         }
