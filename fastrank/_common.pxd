@@ -34,7 +34,7 @@ cdef extern from "_simd.h":
     void fastrank_pairwise_gradients(float loss, const float* user, const float* positive,
                                      const float* negative, float* user_gradient, float* positive_gradient,
                                      float* negative_gradient, int n) noexcept nogil
-    int fastrank_count_before(const float* scores, int n, float threshold, int item) noexcept nogil
+    int fastrank_count_before(const float* scores, int n, float threshold, int item, int limit) noexcept nogil
     int fastrank_sorted_contains(const int* values, int n, int key) noexcept nogil
 
 

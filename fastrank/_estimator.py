@@ -676,9 +676,10 @@ class FastRank:
         return ranks
 
     def _rank_held_out(self, test_interactions, train_interactions, item_features, user_features, num_threads,
-                       check_intersections):
+                       check_intersections, rank_cap=0):
         """predict_rank, plus the number of excluded items (train items that are not test items)
-        per user, shape (n_users,)."""
+        per user, shape (n_users,). ``rank_cap`` > 0 allows ranks of at least ``rank_cap`` to be
+        reported as ``rank_cap`` (exact below it; faster, enough for top-k metrics)."""
         self._check_fitted()
         num_threads = self._check_num_threads(num_threads)
         test = to_csr(test_interactions, "test_interactions")
@@ -715,6 +716,7 @@ class FastRank:
                 ranks,  # rows without entries hold none, so the entries line up with test's
                 num_threads,
                 _ranking.block_size(active.size, n_items),
+                rank_cap,
             )
         ranks = sp.csr_matrix((ranks, test.indices.copy(), test.indptr.copy()), shape=test.shape)
         # Train items that are also test items stay candidates (check_intersections=False): only

@@ -18,6 +18,7 @@ from cython.parallel cimport parallel, prange
 from libc.math cimport INFINITY
 from libc.stdlib cimport malloc, calloc, free, qsort
 from libc.string cimport memset
+from libc.limits cimport INT_MAX
 from scipy.linalg.cython_blas cimport sgemm
 
 from fastrank._common cimport FeatureSide, dot, fastrank_count_before, fastrank_detect_cpu, representation
@@ -168,15 +169,23 @@ cdef inline bint sorted_contains(const int* values, int length, int value) noexc
 
 cdef inline void count_ranks(const float* scores, int n_items, const int[::1] test_indices, int start,
                              int n_test, const int[::1] exclude_indices, int exclude_start, int exclude_stop,
-                             float[::1] ranks) noexcept nogil:
+                             int rank_cap, float[::1] ranks) noexcept nogil:
     """Rank each held-out item by counting every item before it, then taking back the excluded
-    items (which are not candidates) that were counted."""
+    items (which are not candidates) that were counted. With ``rank_cap`` > 0 a rank known to
+    be at least ``rank_cap`` is written as ``rank_cap`` without finishing the count: it cannot
+    fall below the cap once the count passes the cap plus every excluded item."""
     cdef int j, position, item, excluded, count
+    cdef int limit = INT_MAX
     cdef float threshold
+    if rank_cap > 0:
+        limit = rank_cap + (exclude_stop - exclude_start)
     for j in range(n_test):
         item = test_indices[start + j]
         threshold = scores[item]
-        count = fastrank_count_before(scores, n_items, threshold, item)
+        count = fastrank_count_before(scores, n_items, threshold, item, limit)
+        if count >= limit:
+            ranks[start + j] = rank_cap
+            continue
         for position in range(exclude_start, exclude_stop):
             excluded = exclude_indices[position]
             if ranks_before(scores[excluded], excluded, threshold, item) and not sorted_contains(
@@ -188,7 +197,7 @@ cdef inline void count_ranks(const float* scores, int n_items, const int[::1] te
 def rank_held_out(const float[:, ::1] user_matrix, const float[:, ::1] item_matrix,
                   const int[::1] test_indptr, const int[::1] test_indices,
                   const int[::1] exclude_indptr, const int[::1] exclude_indices,
-                  float[::1] ranks, int num_threads, Py_ssize_t block_users):
+                  float[::1] ranks, int num_threads, Py_ssize_t block_users, int rank_cap=0):
     """Rank of every test entry among its user's candidates (0 = first).
 
     Parameters
@@ -207,11 +216,14 @@ def rank_held_out(const float[:, ::1] user_matrix, const float[:, ::1] item_matr
     num_threads : int
     block_users : int
         Users scored per sgemm call.
+    rank_cap : int, default 0
+        When > 0, a rank of ``rank_cap`` or more may be written as ``rank_cap`` (exact below it):
+        enough for top-k metrics with k <= ``rank_cap``, and counting stops early. 0: exact.
     """
     cdef Py_ssize_t n_users = user_matrix.shape[0]
     cdef int n_items = item_matrix.shape[0]
     cdef Py_ssize_t first, count, user, longest = 0
-    cdef int row, position, item, start, n_test, low, high, middle, j, seen
+    cdef int row, position, item, start, n_test, low, high, middle, j, seen, needed
     cdef float score
     cdef float* block
     cdef float* scores
@@ -249,7 +261,8 @@ def rank_held_out(const float[:, ::1] user_matrix, const float[:, ::1] item_matr
                     scores = block + <Py_ssize_t>row * n_items
                     if n_test <= COUNTING_LIMIT:
                         count_ranks(scores, n_items, test_indices, start, n_test,
-                                    exclude_indices, exclude_indptr[user], exclude_indptr[user + 1], ranks)
+                                    exclude_indices, exclude_indptr[user], exclude_indptr[user + 1], rank_cap,
+                                    ranks)
                         continue
                     for position in range(exclude_indptr[user], exclude_indptr[user + 1]):
                         marks[exclude_indices[position]] = 1
@@ -261,16 +274,19 @@ def rank_held_out(const float[:, ::1] user_matrix, const float[:, ::1] item_matr
                         beaten[j] = 0
                     beaten[n_test] = 0
                     qsort(held, n_test, sizeof(Scored), compare_ranked)
+                    # Only the first ``needed`` sorted held-out items can rank below the cap (the
+                    # j-th has at least j items before it); the rest get the cap.
+                    needed = n_test if rank_cap <= 0 or rank_cap >= n_test else rank_cap
                     # Each candidate ranks before a suffix of the sorted held-out items; find where
                     # the suffix starts and count it there, then accumulate.
                     for item in range(n_items):
                         if marks[item]:
                             continue
                         score = scores[item]
-                        if not ranks_before(score, item, held[n_test - 1].score, held[n_test - 1].item):
+                        if not ranks_before(score, item, held[needed - 1].score, held[needed - 1].item):
                             continue
                         low = 0
-                        high = n_test - 1
+                        high = needed - 1
                         while low < high:
                             middle = (low + high) >> 1
                             if ranks_before(score, item, held[middle].score, held[middle].item):
@@ -279,9 +295,11 @@ def rank_held_out(const float[:, ::1] user_matrix, const float[:, ::1] item_matr
                                 low = middle + 1
                         beaten[low] = beaten[low] + 1
                     seen = 0
-                    for j in range(n_test):
+                    for j in range(needed):
                         seen = seen + beaten[j]
                         beaten[j] = seen + j  # candidates before it, plus the held-out items before it
+                    for j in range(needed, n_test):
+                        beaten[j] = rank_cap
                     for j in range(n_test):
                         # write each rank at its test entry (test columns are sorted: binary search)
                         low = start

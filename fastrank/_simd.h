@@ -130,14 +130,26 @@ typedef float fastrank_float4 __attribute__((vector_size(16)));
         }                                                                                      \
     }
 
-/* ---- items ranked before `item` (score `threshold`): higher score, or equal and lower id -- */
+/* ---- items ranked before `item` (score `threshold`): higher score, or equal and lower id --
+ * Counting stops early, in blocks of 512 items, once it reaches `limit`: callers that only need
+ * to know whether an item is in the top k pass a limit and read any count >= limit as "not". */
 #define FASTRANK_DEFINE_COUNT_BEFORE(name, attributes)                                          \
-    static attributes int name(const float* scores, int n, float threshold, int item) {        \
-        int count = 0, j;                                                                      \
-        for (j = 0; j < item; j++)                                                             \
-            count += scores[j] >= threshold;                                                   \
-        for (j = item + 1; j < n; j++)                                                         \
-            count += scores[j] > threshold;                                                    \
+    static attributes int name(const float* scores, int n, float threshold, int item, int limit) { \
+        int count = 0, j = 0, stop;                                                            \
+        while (j < item) {                                                                     \
+            stop = item - j > 512 ? j + 512 : item;                                            \
+            for (; j < stop; j++)                                                              \
+                count += scores[j] >= threshold;                                               \
+            if (count >= limit)                                                                \
+                return count;                                                                  \
+        }                                                                                      \
+        for (j = item + 1; j < n;) {                                                           \
+            stop = n - j > 512 ? j + 512 : n;                                                  \
+            for (; j < stop; j++)                                                              \
+                count += scores[j] > threshold;                                                \
+            if (count >= limit)                                                                \
+                return count;                                                                  \
+        }                                                                                      \
         return count;                                                                          \
     }
 
@@ -336,8 +348,8 @@ static inline void fastrank_pairwise_gradients(float loss, const float* user, co
                       positive_gradient, negative_gradient, n);
 }
 
-static inline int fastrank_count_before(const float* scores, int n, float threshold, int item) {
-    return FASTRANK_DISPATCH(fastrank_count_before, scores, n, threshold, item);
+static inline int fastrank_count_before(const float* scores, int n, float threshold, int item, int limit) {
+    return FASTRANK_DISPATCH(fastrank_count_before, scores, n, threshold, item, limit);
 }
 
 static inline float fastrank_weighted_sum(float* out, const float* embeddings, const float* biases,

@@ -78,11 +78,20 @@ def ranking_metrics(model, test_interactions, train_interactions=None, k=10, use
         Keys ``precision``, ``recall``, ``ndcg``, ``map``, ``hit_rate``, ``auc`` and
         ``reciprocal_rank``.
     """
+    return _ranking_metrics(model, test_interactions, train_interactions, k, user_features, item_features,
+                            preserve_rows, num_threads, check_intersections, denominator, top_k_only=False)
+
+
+def _ranking_metrics(model, test_interactions, train_interactions, k, user_features, item_features,
+                     preserve_rows, num_threads, check_intersections, denominator, top_k_only):
+    """:func:`ranking_metrics`; with ``top_k_only`` the ranks are exact only below ``k`` (counting
+    stops early), so only precision, recall, ndcg, map and hit_rate are valid."""
     k = check_positive_int(k, "k")
     if denominator not in _DENOMINATORS:
         raise ValueError(f"denominator must be one of {_DENOMINATORS}, got {denominator!r}")
     ranks, n_excluded = model._rank_held_out(
-        test_interactions, train_interactions, item_features, user_features, num_threads, check_intersections
+        test_interactions, train_interactions, item_features, user_features, num_threads, check_intersections,
+        rank_cap=k if top_k_only else 0,
     )
     n_users, n_items = ranks.shape
     counts = np.diff(ranks.indptr)
@@ -124,12 +133,15 @@ def ranking_metrics(model, test_interactions, train_interactions=None, k=10, use
     return metrics
 
 
+# Metrics that only look at the top k: their ranks need not be exact beyond k.
+_TOP_K_METRICS = frozenset({"precision", "recall", "ndcg", "map", "hit_rate"})
+
+
 def _metric(name, model, test_interactions, train_interactions, k, user_features, item_features,
             preserve_rows, num_threads, check_intersections, denominator="k"):
-    return ranking_metrics(
-        model, test_interactions, train_interactions=train_interactions, k=k, user_features=user_features,
-        item_features=item_features, preserve_rows=preserve_rows, num_threads=num_threads,
-        check_intersections=check_intersections, denominator=denominator,
+    return _ranking_metrics(
+        model, test_interactions, train_interactions, k, user_features, item_features, preserve_rows,
+        num_threads, check_intersections, denominator, top_k_only=name in _TOP_K_METRICS,
     )[name]
 
 

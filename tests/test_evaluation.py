@@ -265,7 +265,29 @@ def scenario_hybrid(seed=5, n_users=20, n_items=25):
     return model, test, train, {"user_features": user_features, "item_features": item_features}
 
 
+def scenario_large_catalogue(seed=6, n_users=8, n_items=1700):
+    """More than three 512-item counting blocks (top-k metrics stop counting early), training
+    items scored above everything (taken back after counting), test rows on both sides of the
+    48-item counting limit, and tied groups straddling block boundaries."""
+    rng = np.random.default_rng(seed)
+    model = make_model(n_users, n_items, seed=seed)
+    for start in (500, 1020, 1530):
+        model.item_embeddings[start:start + 12] = model.item_embeddings[start]
+        model.item_biases[start:start + 12] = model.item_biases[start]
+    train = rng.random((n_users, n_items)) < 0.02
+    test = np.zeros((n_users, n_items), dtype=bool)
+    for user in range(n_users):
+        test[user, rng.choice(n_items, (5, 30, 60, 120)[user % 4], replace=False)] = True
+        test[user, 505:515] = user % 2 == 0  # test items inside a tie group
+    test &= ~train
+    # train items outscore every candidate: the early-stop bound must allow for them
+    model.item_biases[np.flatnonzero(train.any(axis=0))] = 50.0
+    train, test = to_sparse(train, test, n_items)
+    return model, test, train, {}
+
+
 SCENARIOS = {
+    "large_catalogue": scenario_large_catalogue,
     "random": scenario_random,
     "ties": scenario_ties,
     "constant": scenario_constant,
