@@ -42,7 +42,7 @@ import statistics  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Callable, List, Optional, Sequence  # noqa: E402
+from typing import Callable, List, Optional, Sequence, Tuple  # noqa: E402
 
 import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
@@ -556,3 +556,63 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], markd
         lines.append("  ".join("-" * w for w in widths))
         lines += ["  ".join(align(j, c) for j, c in enumerate(row)) for row in cells]
     return "\n".join(lines)
+
+
+def holdout_split(mat: sp.spmatrix, test_fraction: float = 0.2, seed: int = 0) -> Tuple[sp.coo_matrix, sp.coo_matrix]:
+    """A random (train, test) split of the entries of ``mat``, both COO float32 of its shape."""
+    coo = mat.tocoo()
+    in_test = np.random.default_rng(seed).random(coo.nnz) < test_fraction
+
+    def part(mask):
+        return sp.coo_matrix((coo.data[mask].astype(np.float32), (coo.row[mask], coo.col[mask])),
+                             shape=coo.shape)
+
+    return part(~in_test), part(in_test)
+
+
+def holdout_accuracy(user_vectors: np.ndarray, item_vectors: np.ndarray, item_biases: Optional[np.ndarray],
+                  train: sp.spmatrix, test: sp.spmatrix, k: int = 10, max_users: Optional[int] = 2000,
+                  seed: int = 0, block: int = 256) -> Tuple[float, float, int]:
+    """Test precision@k and AUC of a factor model, one implementation for every library.
+
+    Scores are ``user_vectors @ item_vectors.T (+ item_biases)`` (user biases never change a
+    user's ranking). Candidates are the items not in the user's training row. A test item's rank
+    is the number of candidates with a strictly higher score (ties in its favour); precision@k
+    is the fraction of a user's test items ranked below ``k``, divided by ``k``; AUC is, per test
+    item, the share of the user's negatives (candidates that are not test items) scored below it,
+    ties counted one half, averaged over the user's test items. Both are averaged over the users
+    with test items (a random sample of ``max_users`` of them when there are more).
+
+    Returns
+    -------
+    (precision, auc, n_users_evaluated)
+    """
+    train, test = train.tocsr(), test.tocsr()
+    users = np.flatnonzero(np.diff(test.indptr))
+    if max_users is not None and users.size > max_users:
+        users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
+    items = np.asarray(item_vectors, dtype=np.float64)
+    precisions, aucs = [], []
+    for first in range(0, users.size, block):
+        chunk = users[first:first + block]
+        scores = np.asarray(user_vectors, dtype=np.float64)[chunk] @ items.T
+        if item_biases is not None:
+            scores += np.asarray(item_biases, dtype=np.float64)[None, :]
+        for row, user in enumerate(chunk):
+            user_scores = scores[row]
+            seen = train.indices[train.indptr[user]:train.indptr[user + 1]]
+            relevant = test.indices[test.indptr[user]:test.indptr[user + 1]]
+            candidate = np.ones(user_scores.size, dtype=bool)
+            candidate[seen] = False
+            ordered = np.sort(user_scores[candidate])
+            relevant_scores = user_scores[relevant]
+            above = ordered.size - np.searchsorted(ordered, relevant_scores, side="right")
+            precisions.append(np.count_nonzero(above < k) / k)
+            negative = candidate.copy()
+            negative[relevant] = False
+            negatives = np.sort(user_scores[negative])
+            if negatives.size:
+                below = np.searchsorted(negatives, relevant_scores, side="left")
+                tied = np.searchsorted(negatives, relevant_scores, side="right") - below
+                aucs.append(np.mean((below + 0.5 * tied) / negatives.size))
+    return float(np.mean(precisions)), float(np.mean(aucs)) if aucs else float("nan"), int(users.size)

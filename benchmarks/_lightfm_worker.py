@@ -177,16 +177,19 @@ class WorkerPeer:
             self._scratch.cleanup()
             self._scratch = None
 
-    def train_timing(self, data: str, model: dict, fit: dict, matrices: dict, repeats: int, warmup: int):
+    def train_timing(self, data: str, model: dict, fit: dict, matrices: dict, repeats: int, warmup: int,
+                     save_parameters: str = ""):
         """Warm-up + timed ``fit_partial`` calls of a fresh ``LightFM(**model)``, as a ``_common.Timing``.
 
         ``matrices`` maps ``fit_partial`` argument names (``interactions``, ``user_features``,
         ``item_features``) to names in ``data``; ``fit`` holds the other ``fit_partial`` arguments.
+        With ``save_parameters`` (a path), the trained embeddings and item biases are written there
+        (read them with :func:`load_arrays`).
         """
         import _common as C
 
         out = self._call({"job": "train", "data": data, "model": model, "fit": fit, "matrices": matrices,
-                          "repeats": repeats, "warmup": warmup})
+                          "repeats": repeats, "warmup": warmup, "save_parameters": save_parameters})
         return C.Timing(seconds=out["seconds"], warmup_seconds=out["warmup_seconds"])
 
     def evaluate(self, data: str, model: dict, fit: dict, k: int, repeats: int = 1, warmup: int = 0) -> dict:
@@ -264,7 +267,12 @@ def _train(job: dict) -> dict:
     def step() -> None:
         model.fit_partial(**given, **job["fit"])
 
-    return _timing_dict(C.time_repeated(step, repeats=job["repeats"], warmup=job["warmup"]))
+    timing = _timing_dict(C.time_repeated(step, repeats=job["repeats"], warmup=job["warmup"]))
+    if job.get("save_parameters"):
+        # the parent scores the trained model with the same code as every other library
+        save_arrays(job["save_parameters"], user_embeddings=model.user_embeddings,
+                    item_embeddings=model.item_embeddings, item_biases=model.item_biases)
+    return timing
 
 
 def _evaluate(job: dict) -> dict:

@@ -49,7 +49,7 @@ from typing import Callable, Dict, List, Optional
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C  # noqa: E402  (sets BLAS thread env vars before numpy)
-from _lightfm_worker import DEFAULT_NEXT_PYTHON, WorkerPeer  # noqa: E402
+from _lightfm_worker import load_arrays, DEFAULT_NEXT_PYTHON, WorkerPeer  # noqa: E402
 
 import scipy.sparse as sp  # noqa: E402
 
@@ -58,6 +58,18 @@ ALL_DATASETS = ("ml100k", "synthetic")
 
 NO_COMPONENTS = 64
 LEARNING_RATE = 0.05
+HOLDOUT_FRACTION = 0.2
+# the power-law set has 50,000 users: accuracy is measured on a fixed random sample of them
+EVALUATED_USERS = 2000
+# fastrank BPR rows of the implicit table: the default schedule, and the cheapest one (plain SGD,
+# like implicit) at a learning rate that reaches adagrad's accuracy on ml-100k
+FASTRANK_BPR_VARIANTS = (("adagrad, lr=0.05", {}), ("sgd, lr=0.1", {"learning_schedule": "sgd", "learning_rate": 0.1}))
+ACCURACY_NOTE = (
+    "Note: p@10 / AUC are measured on a random 20% of the interactions held out before training\n"
+    "(every library trains on the same 80%), after the {epochs} epochs each model was trained for,\n"
+    "by one shared implementation (benchmarks/_common.py holdout_accuracy) on each library's\n"
+    "factors: training items are not candidates, ties count in the test item's favour for p@10\n"
+    "and one half for AUC. On the power-law set a fixed sample of {users} test users is scored.")
 
 
 def _csv(value: str) -> List[str]:
@@ -147,17 +159,21 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 # ---------------------------------------------------------------------------
 
 
-def fastrank_epoch(mod, loss: str, seed: int, interactions: sp.coo_matrix, threads: int) -> Callable[[], None]:
-    """Build a fresh fastrank model and return a one-epoch training step."""
-    model = mod.FastRank(no_components=NO_COMPONENTS, loss=loss,
-                         learning_rate=LEARNING_RATE, random_state=seed)
+def fastrank_epoch(mod, loss: str, seed: int, interactions: sp.coo_matrix, threads: int,
+                   **params) -> Callable[[], None]:
+    """Build a fresh fastrank model and return a one-epoch training step (``step.model`` is the
+    model); ``params`` override the defaults (adagrad, ``LEARNING_RATE``)."""
+    settings = dict(no_components=NO_COMPONENTS, loss=loss, learning_rate=LEARNING_RATE, random_state=seed)
+    settings.update(params)
+    model = mod.FastRank(**settings)
     schedule = getattr(model, "learning_schedule", "adagrad")
-    if schedule != "adagrad":
+    if schedule != params.get("learning_schedule", "adagrad"):
         raise RuntimeError(f"fastrank default learning_schedule is {schedule!r}, expected 'adagrad'")
 
     def step() -> None:
         model.fit_partial(interactions, epochs=1, num_threads=threads)
 
+    step.model = model
     return step
 
 
@@ -174,6 +190,7 @@ def lightfm_epoch(mod, loss: str, seed: int, interactions: sp.coo_matrix, thread
     def step() -> None:
         model.fit_partial(interactions, epochs=1, num_threads=threads)
 
+    step.model = model
     return step
 
 
@@ -194,6 +211,7 @@ def implicit_bpr_epoch(mod, seed: int, user_items: sp.csr_matrix, threads: int) 
     def step() -> None:
         model.fit(user_items, show_progress=False)
 
+    step.model = model
     return step
 
 
@@ -208,6 +226,7 @@ class Bench:
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self.records: List[Dict] = []
+        self.last_model = None
 
     def log(self, msg: str) -> None:
         if not self.args.quiet:
@@ -234,7 +253,9 @@ class Bench:
                 timing = timing_of()
             else:
                 step = make_step()
+                self.last_model = None
                 timing = C.time_repeated(step, repeats=self.args.epochs, warmup=self.args.warmup)
+                self.last_model = getattr(step, "model", None)
         except Exception as exc:
             rec["error"] = f"{type(exc).__name__}: {exc}"
             self.records.append(rec)
@@ -252,6 +273,33 @@ class Bench:
                  + " | timed " + " ".join(f"{s:.3f}s" for s in timing.seconds)
                  + f" -> {C.fmt_rate(rate)} pos/s")
         return rate
+
+
+    def accuracy(self, vectors, holdout) -> str:
+        """``p@10 / AUC`` of trained factors on the held-out split (recorded with the last cell).
+
+        ``vectors`` is (user vectors, item vectors, item biases or None), or None when the cell
+        failed; ``holdout`` is (train, test, users evaluated at most)."""
+        if vectors is None:
+            return "-"
+        train, test, max_users = holdout
+        precision, auc, n_users = C.holdout_accuracy(*vectors, train, test, k=10, max_users=max_users)
+        if self.records:
+            self.records[-1].update(test_precision_at_10=precision, test_auc=auc, evaluated_users=n_users)
+        return f"{precision:.3f} / {auc:.3f}"
+
+
+def factor_vectors(model) -> Optional[tuple]:
+    """(user vectors, item vectors, item biases) of a trained fastrank, LightFM or implicit model."""
+    if model is None:
+        return None
+    if hasattr(model, "item_embeddings"):  # fastrank and LightFM: identity features
+        return model.user_embeddings, model.item_embeddings, model.item_biases
+    # implicit BPR keeps factors + 1 columns: users end in 1 and items in their bias
+    user_factors, item_factors = model.user_factors, model.item_factors
+    if hasattr(user_factors, "to_numpy"):
+        user_factors, item_factors = user_factors.to_numpy(), item_factors.to_numpy()
+    return user_factors, item_factors, None
 
 
 def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
@@ -305,9 +353,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     run_imp = imp.available and not args.skip_implicit
     run_next = nxt.available and not args.skip_lightfm_next
 
-    data = load_datasets(args, bench)
-    for name, mat in data.items():
-        print(f"# {name}: {C.describe_matrix(mat)}")
+    data, holdout = {}, {}
+    for name, full in load_datasets(args, bench).items():
+        # every library trains on the same 80% and is scored on the same held-out 20%
+        train, test = C.holdout_split(full, HOLDOUT_FRACTION, seed=args.data_seed)
+        data[name] = train
+        holdout[name] = (train, test, None if name == "ml100k" else EVALUATED_USERS)
+        print(f"# {name}: train {C.describe_matrix(train)}; test {test.nnz} interactions")
     print()
 
     # ---- table 1: fastrank vs LightFM (and lightfm-next), one thread ----------
@@ -318,30 +370,42 @@ def main(argv: Optional[List[str]] = None) -> int:
         next_data = nxt.write_data(interactions=mat) if run_next else None
         for loss in args.losses:
             fr_rate = lfm_rate = next_rate = None
+            fr_accuracy = lfm_accuracy = next_accuracy = "-"
             if run_fr:
                 fr_rate = bench.measure("fastrank", ds, loss, 1, mat.nnz,
                                         lambda: fastrank_epoch(fr.module, loss, args.seed, mat, 1))
+                fr_accuracy = bench.accuracy(factor_vectors(bench.last_model), holdout[ds])
             if run_lfm:
                 lfm_rate = bench.measure("lightfm", ds, loss, 1, mat.nnz,
                                          lambda: lightfm_epoch(lfm.module, loss, args.seed, mat, 1))
+                lfm_accuracy = bench.accuracy(factor_vectors(bench.last_model), holdout[ds])
             if run_next:
+                saved = next_data + ".parameters.npz"
                 next_rate = bench.measure(
                     "lightfm-next", ds, loss, 1, mat.nnz,
                     timing_of=lambda: nxt.train_timing(
                         next_data, model=lightfm_kwargs(loss, args.seed), fit={"epochs": 1, "num_threads": 1},
-                        matrices={"interactions": "interactions"}, repeats=args.epochs, warmup=args.warmup))
+                        matrices={"interactions": "interactions"}, repeats=args.epochs, warmup=args.warmup,
+                        save_parameters=saved))
+                if next_rate is not None:
+                    arrays = load_arrays(saved)
+                    next_accuracy = bench.accuracy(
+                        (arrays["user_embeddings"], arrays["item_embeddings"], arrays["item_biases"]), holdout[ds])
             rows.append([ds, loss,
                          _cell(fr_rate, fr, args.skip_fastrank),
                          _cell(lfm_rate, lfm, args.skip_lightfm),
                          _cell(next_rate, nxt, args.skip_lightfm_next),
                          C.fmt_ratio(_ratio(fr_rate, lfm_rate)),
-                         C.fmt_ratio(_ratio(fr_rate, next_rate))])
+                         C.fmt_ratio(_ratio(fr_rate, next_rate)),
+                         fr_accuracy, lfm_accuracy, next_accuracy])
     nxt.close()
     print("## fastrank vs LightFM and lightfm-next, 1 thread (positives/s = nnz / epoch seconds)")
     print(C.format_table(["dataset", "loss", "fastrank pos/s", "LightFM pos/s", "lightfm-next pos/s",
-                          "fastrank/LightFM", "fastrank/lightfm-next"],
+                          "fastrank/LightFM", "fastrank/lightfm-next", "fastrank p@10 / AUC",
+                          "LightFM p@10 / AUC", "lightfm-next p@10 / AUC"],
                          rows, args.markdown))
     print()
+    print(ACCURACY_NOTE.format(epochs=args.warmup + args.epochs, users=EVALUATED_USERS))
     print("Note: LightFM is rectools-lightfm, timed in this process; lightfm-next is timed the same way\n"
           "(fresh model, same arguments, warm-up + timed fit_partial(epochs=1) calls, same statistic)\n"
           "in a worker process with .bench-venv-next's interpreter on the same matrix, right after\n"
@@ -360,29 +424,33 @@ def main(argv: Optional[List[str]] = None) -> int:
     rows = []
     for ds in args.datasets:
         mat = data[ds]
-        # Both libraries get the same user x item CSR here (implicit requires one), so neither
-        # pays for a COO -> CSR conversion inside the timed epoch.
+        # Every model gets the same user x item CSR here (implicit requires one), so none pays
+        # for a COO -> CSR conversion inside the timed epoch.
         csr = mat.tocsr()
-        fr_rate = None
-        if run_fr:
-            fr_rate = bench.measure("fastrank", ds + " (csr)", "bpr", 1, mat.nnz,
-                                    lambda: fastrank_epoch(fr.module, "bpr", args.seed, csr, 1))
-        imp_rate = None
+        imp_rate, imp_accuracy = None, "-"
         if run_imp:
             imp_rate = bench.measure("implicit", ds, "bpr", 1, mat.nnz,
                                      lambda: implicit_bpr_epoch(imp.module, args.seed, csr, 1))
-        rows.append([ds, "bpr",
-                     _cell(fr_rate, fr, args.skip_fastrank),
-                     _cell(imp_rate, imp, args.skip_implicit),
-                     C.fmt_ratio(_ratio(fr_rate, imp_rate))])
-    print("## fastrank BPR vs implicit BPR (implicit.cpu.bpr), 1 thread")
-    print(C.format_table(["dataset", "loss", "fastrank pos/s", "implicit pos/s", "fastrank/implicit"],
-                         rows, args.markdown))
+            imp_accuracy = bench.accuracy(factor_vectors(bench.last_model), holdout[ds])
+        for label, params in FASTRANK_BPR_VARIANTS:
+            fr_rate, fr_accuracy = None, "-"
+            if run_fr:
+                fr_rate = bench.measure(f"fastrank {label}", ds + " (csr)", "bpr", 1, mat.nnz,
+                                        lambda: fastrank_epoch(fr.module, "bpr", args.seed, csr, 1, **params))
+                fr_accuracy = bench.accuracy(factor_vectors(bench.last_model), holdout[ds])
+            rows.append([ds, f"fastrank bpr, {label}", _cell(fr_rate, fr, args.skip_fastrank),
+                         C.fmt_ratio(_ratio(fr_rate, imp_rate)), fr_accuracy])
+        rows.append([ds, f"implicit bpr, lr={LEARNING_RATE}", _cell(imp_rate, imp, args.skip_implicit), "1.00x"
+                     if imp_rate else "-", imp_accuracy])
+    print(f"## fastrank BPR vs implicit BPR (implicit.cpu.bpr), {NO_COMPONENTS} components, 1 thread")
+    print(C.format_table(["dataset", "model", "pos/s", "vs implicit", "p@10 / AUC"], rows, args.markdown))
     print()
     print("Note: implicit samples nnz (user, positive, negative) triples per epoch, checks that\n"
           "the negative is not a positive (verify_negative_samples=True), learns factors+1\n"
-          "columns (item bias) and uses plain SGD (regularization=0 here); fastrank/LightFM\n"
-          "use adagrad.")
+          "columns (item bias) and uses plain SGD (regularization=0 here, learning_rate as given).\n"
+          "fastrank's cheapest schedule is plain SGD too (learning_schedule='sgd', no optimizer\n"
+          "state); it is shown at the learning rate its accuracy needs. Accuracy as in the first\n"
+          "table, after the same number of epochs.")
     print()
 
     # ---- table 3: fastrank thread scaling -----------------------------------
