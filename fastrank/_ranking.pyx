@@ -355,6 +355,14 @@ cdef inline void sift_up(Scored* heap, int position) noexcept nogil:
     heap[position] = moving
 
 
+cdef inline bint any_at_least(const float* values, int count, float threshold) noexcept nogil:
+    """Whether any of ``values[0:count]`` is >= ``threshold`` (a loop the compiler vectorises)."""
+    cdef int j, found = 0
+    for j in range(count):
+        found = found | (values[j] >= threshold)
+    return found != 0
+
+
 def top_k(const float[:, ::1] query_matrix, const float[:, ::1] candidate_matrix,
           const int[::1] candidate_ids, const int[::1] exclude_indptr, const int[::1] exclude_indices,
           int n_ids, int k, int[:, ::1] out_ids, float[:, ::1] out_scores, int num_threads,
@@ -383,7 +391,7 @@ def top_k(const float[:, ::1] query_matrix, const float[:, ::1] candidate_matrix
     cdef Py_ssize_t n_queries = query_matrix.shape[0]
     cdef int n_candidates = candidate_matrix.shape[0]
     cdef Py_ssize_t first, count, query
-    cdef int row, position, j, size, item
+    cdef int row, position, j, size, item, group, group_end
     cdef float score
     cdef float* block
     cdef float* scores
@@ -415,20 +423,28 @@ def top_k(const float[:, ::1] query_matrix, const float[:, ::1] candidate_matrix
                     for position in range(exclude_indptr[query], exclude_indptr[query + 1]):
                         marks[exclude_indices[position]] = 1
                     size = 0
-                    for j in range(n_candidates):
-                        item = candidate_ids[j]
-                        if marks[item]:
+                    for group in range(0, n_candidates, 16):
+                        group_end = min(group + 16, n_candidates)
+                        # once the heap is full, most candidates score below its worst entry:
+                        # skip whole groups of them before touching ids and exclusion marks
+                        if size == k and not any_at_least(scores + group, group_end - group, heap[0].score):
                             continue
-                        score = scores[j]
-                        if size < k:
-                            heap[size].score = score
-                            heap[size].item = item
-                            sift_up(heap, size)
-                            size = size + 1
-                        elif ranks_before(score, item, heap[0].score, heap[0].item):
-                            heap[0].score = score
-                            heap[0].item = item
-                            sift_down(heap, size, 0)
+                        for j in range(group, group_end):
+                            score = scores[j]
+                            if size == k and score < heap[0].score:
+                                continue
+                            item = candidate_ids[j]
+                            if marks[item]:
+                                continue
+                            if size < k:
+                                heap[size].score = score
+                                heap[size].item = item
+                                sift_up(heap, size)
+                                size = size + 1
+                            elif ranks_before(score, item, heap[0].score, heap[0].item):
+                                heap[0].score = score
+                                heap[0].item = item
+                                sift_down(heap, size, 0)
                     # Pop worst-first into the output from the back.
                     for j in range(k - 1, -1, -1):
                         if j >= size:
