@@ -591,24 +591,14 @@ cdef void prefetch_feature_rows_ahead(const Model* model, int loss, const int[::
                                      int draws) noexcept nogil:
     """The feature-path stages of :func:`prefetch_ahead`: four examples ahead, the CSR bounds of
     the feature rows of the user, the item and its first candidates; three ahead, those rows'
-    feature ids and weights; two ahead (k-OS), the bounds of the sampled positives' rows."""
-    cdef int user, start, count, j, stage
-    cdef uint64_t stream
+    feature ids and weights."""
+    cdef int stage
     cdef Py_ssize_t ahead
     for stage in range(2):
         ahead = position + 4 - stage
         if ahead < n_visits:
             prefetch_example_stage(model, loss, users[ahead], items[ahead], example_stream(seed, ahead), draws,
                                    stage == 0)
-    if loss == C_WARP_KOS and not model.items.identity and position + 2 < n_visits:
-        ahead = position + 2
-        user = users[ahead]
-        start = model.positive_indptr[user]
-        count = model.positive_indptr[user + 1] - start
-        if count > 0:
-            stream = example_stream(seed, ahead)
-            for j in range(min(model.n, count)):
-                prefetch_row_stage(&model.items, model.positive_indices[start + stream_draw(stream, count, j + 1)], 1)
 
 
 cdef inline void prefetch_ahead(const Model* model, int loss, const int[::1] users, const int[::1] items,
@@ -622,7 +612,7 @@ cdef inline void prefetch_ahead(const Model* model, int loss, const int[::1] use
     position). With side features, earlier stages fetch the feature rows' ids first
     (:func:`prefetch_feature_rows_ahead`).
     """
-    cdef int user, item, start, count, j, candidate, draws
+    cdef int user, item, start, count, j, draws
     cdef uint64_t stream
     draws = 0
     if loss == C_BPR:
@@ -645,12 +635,8 @@ cdef inline void prefetch_ahead(const Model* model, int loss, const int[::1] use
     prefetch_side_row(&model.users, user, model.no_components)
     stream = example_stream(seed, position + 1)
     if loss == C_WARP_KOS:
-        start = model.positive_indptr[user]
-        count = model.positive_indptr[user + 1] - start
-        if count > 0:
-            for j in range(min(model.n, count)):
-                candidate = model.positive_indices[start + stream_draw(stream, count, j + 1)]
-                prefetch_representation(&model.items, candidate, model.no_components)
+        # k-OS samples among the user's positives, which are mostly popular, cache-resident items:
+        # prefetching them measured slower (the draws and loads cost more than the misses saved)
         return
     prefetch_side_row(&model.items, item, model.no_components)
     for j in range(1, draws + 1):
