@@ -571,48 +571,80 @@ def holdout_split(mat: sp.spmatrix, test_fraction: float = 0.2, seed: int = 0) -
 
 
 def holdout_accuracy(user_vectors: np.ndarray, item_vectors: np.ndarray, item_biases: Optional[np.ndarray],
-                  train: sp.spmatrix, test: sp.spmatrix, k: int = 10, max_users: Optional[int] = 2000,
-                  seed: int = 0, block: int = 256) -> Tuple[float, float, int]:
+                     train: sp.spmatrix, test: sp.spmatrix, k: int = 10, max_users: Optional[int] = 2000,
+                     seed: int = 0, block: int = 256, user_biases: Optional[np.ndarray] = None
+                     ) -> Tuple[float, float, int]:
     """Test precision@k and AUC of a factor model, one implementation for every library.
 
-    Scores are ``user_vectors @ item_vectors.T (+ item_biases)`` (user biases never change a
-    user's ranking). Candidates are the items not in the user's training row. A test item's rank
-    is the number of candidates with a strictly higher score (ties in its favour); precision@k
-    is the fraction of a user's test items ranked below ``k``, divided by ``k``; AUC is, per test
-    item, the share of the user's negatives (candidates that are not test items) scored below it,
-    ties counted one half, averaged over the user's test items. Both are averaged over the users
-    with test items (a random sample of ``max_users`` of them when there are more).
+    Scores are ``user_vectors @ item_vectors.T + item_biases + user_biases`` in float64 (either
+    bias may be None; implicit's bias lives in its factors: a column of ones in the user vectors,
+    the item bias in the item vectors), computed for ``block`` users at a time. Candidates are
+    the items not in the user's training row; test entries that are also training entries are
+    dropped. Ties count against the test item in both metrics (pessimistic), so a model that
+    scores everything alike gets precision 0 and AUC 0, never credit; a NaN score counts as the
+    lowest score.
+
+    * precision@k: a test item is a hit when fewer than ``k`` other candidates score at least as
+      high as it; the user's hits divided by ``k`` (LightFM's convention; at most 1).
+    * AUC: per test item, the share of the user's negatives (candidates that are not test items)
+      scoring strictly lower; averaged over the user's test items (users without negatives are
+      left out of the AUC).
+
+    Both are averaged over the users with test items, or over a fixed random sample (``seed``) of
+    ``max_users`` of them when there are more.
 
     Returns
     -------
     (precision, auc, n_users_evaluated)
     """
-    train, test = train.tocsr(), test.tocsr()
+    train = sp.csr_matrix(train)
+    test = sp.csr_matrix(test, dtype=np.float64)
+    test.data[:] = 1.0
+    test = test - test.multiply(train != 0)  # an entry in both splits is a training entry
+    test.eliminate_zeros()
+    test.sort_indices()
     users = np.flatnonzero(np.diff(test.indptr))
     if max_users is not None and users.size > max_users:
         users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
     items = np.asarray(item_vectors, dtype=np.float64)
-    precisions, aucs = [], []
+    item_bias = None if item_biases is None else np.asarray(item_biases, dtype=np.float64).reshape(1, -1)
+    hits = np.zeros(users.size)
+    auc_sum = np.zeros(users.size)
+    has_negatives = np.zeros(users.size, dtype=bool)
+    # pairs (test item of a user) are compared with their user's whole row, a few at a time
+    pair_chunk = max(1, 2_000_000 // max(1, items.shape[0]))
     for first in range(0, users.size, block):
         chunk = users[first:first + block]
-        scores = np.asarray(user_vectors, dtype=np.float64)[chunk] @ items.T
-        if item_biases is not None:
-            scores += np.asarray(item_biases, dtype=np.float64)[None, :]
-        for row, user in enumerate(chunk):
-            user_scores = scores[row]
-            seen = train.indices[train.indptr[user]:train.indptr[user + 1]]
-            relevant = test.indices[test.indptr[user]:test.indptr[user + 1]]
-            candidate = np.ones(user_scores.size, dtype=bool)
-            candidate[seen] = False
-            ordered = np.sort(user_scores[candidate])
-            relevant_scores = user_scores[relevant]
-            above = ordered.size - np.searchsorted(ordered, relevant_scores, side="right")
-            precisions.append(np.count_nonzero(above < k) / k)
-            negative = candidate.copy()
-            negative[relevant] = False
-            negatives = np.sort(user_scores[negative])
-            if negatives.size:
-                below = np.searchsorted(negatives, relevant_scores, side="left")
-                tied = np.searchsorted(negatives, relevant_scores, side="right") - below
-                aucs.append(np.mean((below + 0.5 * tied) / negatives.size))
-    return float(np.mean(precisions)), float(np.mean(aucs)) if aucs else float("nan"), int(users.size)
+        scores = np.asarray(user_vectors[chunk], dtype=np.float64) @ items.T
+        if item_bias is not None:
+            scores += item_bias
+        if user_biases is not None:
+            scores += np.asarray(user_biases, dtype=np.float64)[chunk, None]
+        scores[np.isnan(scores)] = -np.inf
+        # candidates: NaN marks a training item (NaN compares False both ways, so it is never counted)
+        seen = train[chunk]
+        scores[np.repeat(np.arange(chunk.size), np.diff(seen.indptr)), seen.indices] = np.nan
+        truth = test[chunk]
+        pair_rows = np.repeat(np.arange(chunk.size), np.diff(truth.indptr))
+        pair_items = truth.indices
+        pair_scores = scores[pair_rows, pair_items]
+        # negatives: candidates that are not test items
+        negatives = scores.copy()
+        negatives[pair_rows, pair_items] = np.nan
+        n_negatives = np.count_nonzero(~np.isnan(negatives), axis=1)
+        at_least = np.empty(pair_rows.size, dtype=np.int64)
+        below = np.empty(pair_rows.size, dtype=np.int64)
+        for p in range(0, pair_rows.size, pair_chunk):
+            rows, values = pair_rows[p:p + pair_chunk], pair_scores[p:p + pair_chunk, None]
+            at_least[p:p + pair_chunk] = np.count_nonzero(scores[rows] >= values, axis=1)
+            below[p:p + pair_chunk] = np.count_nonzero(negatives[rows] < values, axis=1)
+        # at_least counts the test item itself
+        hits[first:first + chunk.size] = np.bincount(pair_rows, weights=(at_least - 1 < k), minlength=chunk.size)
+        n_pairs = np.diff(truth.indptr)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = below / n_negatives[pair_rows]
+            auc_sum[first:first + chunk.size] = (np.bincount(pair_rows, weights=np.nan_to_num(share),
+                                                             minlength=chunk.size) / n_pairs)
+        has_negatives[first:first + chunk.size] = n_negatives > 0
+    auc = float(auc_sum[has_negatives].mean()) if has_negatives.any() else float("nan")
+    return float(np.mean(hits / k)), auc, int(users.size)

@@ -183,8 +183,9 @@ class WorkerPeer:
 
         ``matrices`` maps ``fit_partial`` argument names (``interactions``, ``user_features``,
         ``item_features``) to names in ``data``; ``fit`` holds the other ``fit_partial`` arguments.
-        With ``save_parameters`` (a path), the trained embeddings and item biases are written there
-        (read them with :func:`load_arrays`).
+        With ``save_parameters`` (a path), the trained embeddings and biases (``user_embeddings``,
+        ``item_embeddings``, ``item_biases``, ``user_biases``) are written there (read them with
+        :func:`load_arrays`), so the parent scores them with the same code as every other library.
         """
         import _common as C
 
@@ -271,7 +272,8 @@ def _train(job: dict) -> dict:
     if job.get("save_parameters"):
         # the parent scores the trained model with the same code as every other library
         save_arrays(job["save_parameters"], user_embeddings=model.user_embeddings,
-                    item_embeddings=model.item_embeddings, item_biases=model.item_biases)
+                    item_embeddings=model.item_embeddings, item_biases=model.item_biases,
+                    user_biases=model.user_biases)
     return timing
 
 
