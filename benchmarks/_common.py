@@ -558,6 +558,19 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], markd
     return "\n".join(lines)
 
 
+def save_figure(figure, directory, name: str, dpi: int = 120) -> str:
+    """Lay out ``figure``, write it as ``directory/name`` (creating the folder), close it and
+    return the path."""
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, name)
+    figure.savefig(path, dpi=dpi)
+    plt.close(figure)
+    return str(path)
+
+
 def holdout_split(mat: sp.spmatrix, test_fraction: float = 0.2, seed: int = 0) -> Tuple[sp.coo_matrix, sp.coo_matrix]:
     """A random (train, test) split of the entries of ``mat``, both COO float32 of its shape."""
     coo = mat.tocoo()

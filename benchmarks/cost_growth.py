@@ -349,12 +349,7 @@ def plot(args, scaling: List[Dict], components: List[Dict], memory: List[Dict]) 
             ax.set_title("c. peak memory vs theoretical size", fontsize=9)
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    args.plot_dir.mkdir(parents=True, exist_ok=True)
-    out = args.plot_dir / "cost_growth.png"
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return str(out)
+    return C.save_figure(fig, args.plot_dir, "cost_growth.png")
 
 
 # ---------------------------------------------------------------------------

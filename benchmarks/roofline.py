@@ -395,12 +395,7 @@ def plot(args, records: List[Dict]) -> Optional[str]:
     ax.set_title(f"fastrank epoch vs roofline floors ({args.no_components} components, 1 thread)", fontsize=10)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    args.plot_dir.mkdir(parents=True, exist_ok=True)
-    out = args.plot_dir / "roofline.png"
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return str(out)
+    return C.save_figure(fig, args.plot_dir, "roofline.png")
 
 
 def main(argv: Optional[List[str]] = None) -> int:

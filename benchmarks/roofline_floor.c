@@ -42,6 +42,18 @@ static inline void prefetch_row(const float* row, int n) {
         FLOOR_PREFETCH(row + c);
 }
 
+/* Prefetch what an adagrad step on parameter row `index` touches: its embedding row and accumulator
+   row, and its bias and bias accumulator when `biases` is not NULL. */
+static inline void prefetch_parameters(const float* rows, const float* accumulators, const float* biases,
+                                       const float* bias_accumulators, int32_t index, int d) {
+    prefetch_row(rows + (size_t)index * d, d);
+    prefetch_row(accumulators + (size_t)index * d, d);
+    if (biases != NULL) {
+        FLOOR_PREFETCH(biases + index);
+        FLOOR_PREFETCH(bias_accumulators + index);
+    }
+}
+
 #define floor_dot(a, b, n) fastrank_dot((a), (b), (n))
 
 /* row -= lr * g / sqrt(acc); acc += g * g, with g = coefficient * source[c] */
@@ -85,18 +97,9 @@ double floor_bpr(const int32_t* users, const int32_t* positives, const int32_t* 
         size_t u = (size_t)users[k] * d, p = (size_t)positives[k] * d, q = (size_t)negatives[k] * d;
         float xp, xq, loss;
         if (prefetch > 0 && k + prefetch < n) {
-            size_t fu = (size_t)users[k + prefetch] * d, fp = (size_t)positives[k + prefetch] * d;
-            size_t fq = (size_t)negatives[k + prefetch] * d;
-            prefetch_row(ue + fu, d);
-            prefetch_row(ua + fu, d);
-            prefetch_row(ie + fp, d);
-            prefetch_row(ia + fp, d);
-            prefetch_row(ie + fq, d);
-            prefetch_row(ia + fq, d);
-            FLOOR_PREFETCH(ib + positives[k + prefetch]);
-            FLOOR_PREFETCH(iba + positives[k + prefetch]);
-            FLOOR_PREFETCH(ib + negatives[k + prefetch]);
-            FLOOR_PREFETCH(iba + negatives[k + prefetch]);
+            prefetch_parameters(ue, ua, NULL, NULL, users[k + prefetch], d);
+            prefetch_parameters(ie, ia, ib, iba, positives[k + prefetch], d);
+            prefetch_parameters(ie, ia, ib, iba, negatives[k + prefetch], d);
         }
         xp = floor_dot(ue + u, ie + p, d) + ib[positives[k]];
         xq = floor_dot(ue + u, ie + q, d) + ib[negatives[k]];
@@ -123,15 +126,8 @@ double floor_logistic(const int32_t* users, const int32_t* items, int64_t n, flo
         size_t u = (size_t)user * d, i = (size_t)item * d;
         float loss;
         if (prefetch > 0 && k + prefetch < n) {
-            size_t fu = (size_t)users[k + prefetch] * d, fi = (size_t)items[k + prefetch] * d;
-            prefetch_row(ue + fu, d);
-            prefetch_row(ua + fu, d);
-            prefetch_row(ie + fi, d);
-            prefetch_row(ia + fi, d);
-            FLOOR_PREFETCH(ub + users[k + prefetch]);
-            FLOOR_PREFETCH(uba + users[k + prefetch]);
-            FLOOR_PREFETCH(ib + items[k + prefetch]);
-            FLOOR_PREFETCH(iba + items[k + prefetch]);
+            prefetch_parameters(ue, ua, ub, uba, users[k + prefetch], d);
+            prefetch_parameters(ie, ia, ib, iba, items[k + prefetch], d);
         }
         loss = floor_sigmoid(floor_dot(ue + u, ie + i, d) + ub[user] + ib[item]) - 1.0f;
         for (c = 0; c < d; c++)
@@ -167,14 +163,9 @@ double floor_warp(const int32_t* users, const int32_t* positives, const int32_t*
         int count = counts[k];
         int32_t violator = violators[k];
         if (prefetch > 0 && k + prefetch < n) {
-            size_t fu = (size_t)users[k + prefetch] * d, fp = (size_t)positives[k + prefetch] * d;
             int32_t fv = violators[k + prefetch];
-            prefetch_row(ue + fu, d);
-            prefetch_row(ua + fu, d);
-            prefetch_row(ie + fp, d);
-            prefetch_row(ia + fp, d);
-            FLOOR_PREFETCH(ib + positives[k + prefetch]);
-            FLOOR_PREFETCH(iba + positives[k + prefetch]);
+            prefetch_parameters(ue, ua, NULL, NULL, users[k + prefetch], d);
+            prefetch_parameters(ie, ia, ib, iba, positives[k + prefetch], d);
             if (fv >= 0) {
                 prefetch_row(ia + (size_t)fv * d, d);
                 FLOOR_PREFETCH(iba + fv);
