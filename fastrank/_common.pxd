@@ -23,6 +23,8 @@ cdef extern from "_simd.h":
     void fastrank_detect_cpu(int allow_avx2) noexcept nogil
     int fastrank_simd_level() noexcept nogil
     float fastrank_dot(const float* a, const float* b, int n) noexcept nogil
+    void fastrank_score_rows(const float* user, const float* embeddings, const float* biases, const int* ids,
+                             int count, int n, float* scores) noexcept nogil
     float fastrank_weighted_sum(float* out, const float* embeddings, const float* biases, const int* indices,
                                 const float* values, int count, int n) noexcept nogil
     void fastrank_adagrad_row(float* row, float* acc, const float* gradient, float weight, float alpha,
@@ -36,6 +38,10 @@ cdef extern from "_simd.h":
                                      float* negative_gradient, int n) noexcept nogil
     int fastrank_count_before(const float* scores, int n, float threshold, int item, int limit) noexcept nogil
     int fastrank_sorted_contains(const int* values, int n, int key) noexcept nogil
+    unsigned long long fastrank_rank_key(float score, int item) noexcept nogil
+    float fastrank_key_score(unsigned long long key) noexcept nogil
+    int fastrank_key_item(unsigned long long key) noexcept nogil
+    unsigned long long fastrank_kth_key(unsigned long long* keys, int count, int k) noexcept nogil
 
 
 # A feature matrix as raw CSR pointers, plus the parameters of its features.  ``identity`` means

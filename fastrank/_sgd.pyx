@@ -12,14 +12,15 @@ import numpy as np
 from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport expf, logf, sqrtf, floorf, fabsf, tanhf
 from libc.stdint cimport uint64_t
-from libc.stdlib cimport malloc, free, qsort
+from libc.stdlib cimport malloc, free
 
 from fastrank._common cimport (
     splitmix64,
     FASTRANK_HAVE_OPENMP, FASTRANK_PREFETCH, FeatureSide, fastrank_adagrad_row, fastrank_adadelta_row, fastrank_sgd_row, fastrank_pairwise_gradients,
-    fastrank_detect_cpu, fastrank_simd_level, fastrank_sorted_contains, Sampler, sampler_init, sampler_start_example, example_stream, stream_draw, draw_below, peek_below,
+    fastrank_detect_cpu, fastrank_simd_level, fastrank_sorted_contains, fastrank_rank_key, fastrank_key_score,
+    fastrank_key_item, fastrank_kth_key, Sampler, sampler_init, sampler_start_example, example_stream, stream_draw, draw_below, peek_below,
     prefetch_floats,
-    dot, representation,
+    dot, representation, feature_representation, fastrank_score_rows,
 )
 
 cdef enum:
@@ -184,11 +185,6 @@ cdef struct Model:
     const int* positive_indices
 
 
-cdef struct ScoredItem:
-    float score
-    int item
-
-
 cdef struct Workspace:
     Sampler sampler
     float* user_buffer
@@ -201,7 +197,9 @@ cdef struct Workspace:
     float* second_negative_buffer
     float* second_positive_gradient
     float* second_negative_gradient
-    ScoredItem* scored
+    unsigned long long* rank_keys     # k-OS: (score, item) keys of the sampled positives,
+    int* sampled_ids                  # their ids
+    float* sampled_scores             # and their scores
 
 
 cdef inline float sigmoid(float x) noexcept nogil:
@@ -464,48 +462,11 @@ cdef inline void warp_step(Model* model, Workspace* work, int user, int positive
                  dot(user_repr, positive_repr, model.no_components) + positive_bias, weight)
 
 
-cdef int compare_scored_descending(const void* left, const void* right) noexcept nogil:
-    cdef const ScoredItem* a = <const ScoredItem*>left
-    cdef const ScoredItem* b = <const ScoredItem*>right
-    if a.score > b.score:
-        return -1
-    if a.score < b.score:
-        return 1
-    # equal scores: order by item id so the result never depends on qsort's internals
-    return (a.item > b.item) - (a.item < b.item)
-
-
-cdef inline int ranks_before(const ScoredItem* a, const ScoredItem* b) noexcept nogil:
-    """1 when ``a`` comes before ``b`` in descending score, ties by item id, else 0."""
-    return (a.score > b.score) | ((a.score == b.score) & (a.item < b.item))
-
-
-cdef inline int select_kth(const ScoredItem* scored, int count, int k) noexcept nogil:
-    """Index of the element at 0-based position ``k`` once ``scored`` is ordered by descending
-    score, ties by item id (a total order, so the result does not depend on how it is found).
-
-    For the handful of samples k-OS draws, counting each element's predecessors without branches
-    beats sorting (whose comparisons mispredict); qsort beyond 32 samples. Repeated draws of one
-    item are equal elements: the chosen one covers position ``k`` with its copies."""
-    cdef int i, j, before, equal
-    if count > 32:
-        qsort(<void*>scored, count, sizeof(ScoredItem), compare_scored_descending)
-        return k
-    for j in range(count):
-        before = 0
-        equal = 0
-        for i in range(count):
-            before += ranks_before(&scored[i], &scored[j])
-            equal += (scored[i].score == scored[j].score) & (scored[i].item == scored[j].item)
-        if before <= k < before + equal:
-            return j
-    return k
-
-
 cdef inline void warp_kos_step(Model* model, Workspace* work, int user) noexcept nogil:
     """k-OS WARP: the k-th best of up to n sampled positives is the positive of a WARP step."""
     cdef int start = model.positive_indptr[user], count = model.positive_indptr[user + 1] - start
-    cdef int sampled_count, j, positive, chosen
+    cdef int sampled_count, j, positive
+    cdef unsigned long long chosen
     cdef float user_bias, positive_bias
     cdef const float* user_repr
     cdef const float* positive_repr
@@ -514,17 +475,26 @@ cdef inline void warp_kos_step(Model* model, Workspace* work, int user) noexcept
     sampled_count = model.n if model.n < count else count
     user_repr = representation(&model.users, user, model.no_components, work.user_buffer, &user_bias)
     for j in range(sampled_count):
-        positive = model.positive_indices[start + draw_below(&work.sampler, count)]
-        positive_repr = representation(&model.items, positive, model.no_components,
-                                       work.positive_buffer, &positive_bias)
-        work.scored[j].score = dot(user_repr, positive_repr, model.no_components) + positive_bias
-        work.scored[j].item = positive
-    chosen = select_kth(work.scored, sampled_count, (model.k if model.k < sampled_count else sampled_count) - 1)
-    positive = work.scored[chosen].item
+        work.sampled_ids[j] = model.positive_indices[start + draw_below(&work.sampler, count)]
+    if model.items.identity:
+        # all rows at once: the dot products overlap instead of waiting for each other
+        fastrank_score_rows(user_repr, model.items.embeddings, model.items.biases, work.sampled_ids,
+                            sampled_count, model.no_components, work.sampled_scores)
+    else:
+        for j in range(sampled_count):
+            positive_repr = feature_representation(&model.items, work.sampled_ids[j], model.no_components,
+                                                   work.positive_buffer, &positive_bias)
+            work.sampled_scores[j] = dot(user_repr, positive_repr, model.no_components) + positive_bias
+    for j in range(sampled_count):
+        work.rank_keys[j] = fastrank_rank_key(work.sampled_scores[j], work.sampled_ids[j])
+    # descending score, ties by item id: a total order, so the choice does not depend on how it is found
+    chosen = fastrank_kth_key(work.rank_keys, sampled_count,
+                              (model.k if model.k < sampled_count else sampled_count) - 1)
+    positive = fastrank_key_item(chosen)
     positive_repr = representation(&model.items, positive, model.no_components,
                                    work.positive_buffer, &positive_bias)
     warp_against(model, work, user, user_repr, user_bias, positive, positive_repr, positive_bias,
-                 work.scored[chosen].score, ONE)
+                 fastrank_key_score(chosen), ONE)
 
 
 cdef inline void prefetch_feature(const FeatureSide* side, int feature, int no_components) noexcept nogil:
@@ -778,10 +748,11 @@ def run_epoch(int loss,
         work = <Workspace*>malloc(sizeof(Workspace))
         if work != NULL:
             work.user_buffer = <float*>malloc(10 * no_components * sizeof(float))
-            work.scored = <ScoredItem*>malloc(scored_capacity * sizeof(ScoredItem))
-            if work.user_buffer == NULL or work.scored == NULL:
+            work.rank_keys = <unsigned long long*>malloc(
+                scored_capacity * (sizeof(unsigned long long) + sizeof(int) + sizeof(float)))
+            if work.user_buffer == NULL or work.rank_keys == NULL:
                 free(work.user_buffer)
-                free(work.scored)
+                free(work.rank_keys)
                 free(work)
                 work = NULL
         if work == NULL:
@@ -796,6 +767,8 @@ def run_epoch(int loss,
             work.second_negative_buffer = work.user_buffer + 7 * no_components
             work.second_positive_gradient = work.user_buffer + 8 * no_components
             work.second_negative_gradient = work.user_buffer + 9 * no_components
+            work.sampled_ids = <int*>(work.rank_keys + scored_capacity)
+            work.sampled_scores = <float*>(work.sampled_ids + scored_capacity)
             sampler_init(&work.sampler)
             if thread == 0:
                 work.sampler.script = script_pointer
@@ -821,7 +794,7 @@ def run_epoch(int loss,
 
         if work != NULL:
             free(work.user_buffer)
-            free(work.scored)
+            free(work.rank_keys)
             free(work)
 
     if allocation_failed[0]:

@@ -13,6 +13,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
+#include <stdlib.h>
 
 #if defined(_MSC_VER)
 #define FASTRANK_RESTRICT __restrict
@@ -185,6 +186,85 @@ typedef float fastrank_float4 __attribute__((vector_size(16)));
         return bias;                                                                           \
     }
 
+/* ---- k-OS selection: (score, item) packed into one integer key ------------------------------
+ * The high half is the score's bits mapped so that unsigned order is float order (-0.0 is made
+ * +0.0 first, so the two zeros tie as floats do); the low half is the item id inverted, so that
+ * among equal scores the lower id ranks first. Descending keys are then the ranking order, and
+ * comparing two keys is one integer comparison instead of two float and two integer ones. */
+static inline unsigned long long fastrank_rank_key(float score, int item) {
+    unsigned int bits;
+    float canonical = score + 0.0f;
+    memcpy(&bits, &canonical, sizeof(bits));
+    bits = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+    return ((unsigned long long)bits << 32) | (unsigned long long)(0xFFFFFFFFu - (unsigned int)item);
+}
+
+static inline float fastrank_key_score(unsigned long long key) {
+    unsigned int bits = (unsigned int)(key >> 32);
+    float score;
+    bits = (bits & 0x80000000u) ? (bits & 0x7FFFFFFFu) : ~bits;
+    memcpy(&score, &bits, sizeof(score));
+    return score;
+}
+
+static inline int fastrank_key_item(unsigned long long key) {
+    return (int)(0xFFFFFFFFu - (unsigned int)key);
+}
+
+static int fastrank_compare_keys_descending(const void* left, const void* right) {
+    unsigned long long a = *(const unsigned long long*)left, b = *(const unsigned long long*)right;
+    return (a < b) - (a > b);
+}
+
+#define FASTRANK_ORDER_PAIR(a, b)                                                               \
+    do {                                                                                        \
+        unsigned long long high_ = (a) > (b) ? (a) : (b), low_ = (a) > (b) ? (b) : (a);         \
+        (a) = high_;                                                                            \
+        (b) = low_;                                                                             \
+    } while (0)
+
+/* The key at 0-based position k of `keys[0:count]` in descending order (k < count).
+ *
+ * Up to 10 keys (k-OS's default n is 10) go through a sorting network of 29 compare-exchanges
+ * held in registers: no branches to mispredict and no loop over pairs; missing keys are 0,
+ * below every real key (whose low half is never 0), so they sort last. Up to 32 keys, counting
+ * each key's predecessors (branch-free); beyond, qsort (which reorders `keys`). Repeated draws of
+ * one item are equal keys: any of them is the same (score, item). */
+static inline unsigned long long fastrank_kth_key(unsigned long long* keys, int count, int k) {
+    int i, j, before, equal;
+    if (count <= 10) {
+        unsigned long long v[10] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+        for (i = 0; i < count; i++)
+            v[i] = keys[i];
+        FASTRANK_ORDER_PAIR(v[4], v[9]); FASTRANK_ORDER_PAIR(v[3], v[8]); FASTRANK_ORDER_PAIR(v[2], v[7]);
+        FASTRANK_ORDER_PAIR(v[1], v[6]); FASTRANK_ORDER_PAIR(v[0], v[5]); FASTRANK_ORDER_PAIR(v[1], v[4]);
+        FASTRANK_ORDER_PAIR(v[6], v[9]); FASTRANK_ORDER_PAIR(v[0], v[3]); FASTRANK_ORDER_PAIR(v[5], v[8]);
+        FASTRANK_ORDER_PAIR(v[0], v[2]); FASTRANK_ORDER_PAIR(v[3], v[6]); FASTRANK_ORDER_PAIR(v[7], v[9]);
+        FASTRANK_ORDER_PAIR(v[0], v[1]); FASTRANK_ORDER_PAIR(v[2], v[4]); FASTRANK_ORDER_PAIR(v[5], v[7]);
+        FASTRANK_ORDER_PAIR(v[8], v[9]); FASTRANK_ORDER_PAIR(v[1], v[2]); FASTRANK_ORDER_PAIR(v[4], v[6]);
+        FASTRANK_ORDER_PAIR(v[7], v[8]); FASTRANK_ORDER_PAIR(v[3], v[5]); FASTRANK_ORDER_PAIR(v[2], v[5]);
+        FASTRANK_ORDER_PAIR(v[6], v[8]); FASTRANK_ORDER_PAIR(v[1], v[3]); FASTRANK_ORDER_PAIR(v[4], v[7]);
+        FASTRANK_ORDER_PAIR(v[2], v[3]); FASTRANK_ORDER_PAIR(v[6], v[7]); FASTRANK_ORDER_PAIR(v[3], v[4]);
+        FASTRANK_ORDER_PAIR(v[5], v[6]); FASTRANK_ORDER_PAIR(v[4], v[5]);
+        return v[k];
+    }
+    if (count > 32) {
+        qsort(keys, (size_t)count, sizeof(keys[0]), fastrank_compare_keys_descending);
+        return keys[k];
+    }
+    for (j = 0; j < count; j++) {
+        before = 0;
+        equal = 0;
+        for (i = 0; i < count; i++) {
+            before += keys[i] > keys[j];
+            equal += keys[i] == keys[j];
+        }
+        if (before <= k && k < before + equal)
+            return keys[j];
+    }
+    return keys[k];
+}
+
 /* ---- membership in a sorted array, by a branch-free binary search (no mispredictions) ----- */
 static inline int fastrank_sorted_contains(const int* values, int n, int key) {
     const int* base = values;
@@ -199,6 +279,14 @@ static inline int fastrank_sorted_contains(const int* values, int n, int key) {
 }
 
 FASTRANK_DEFINE_DOT(fastrank_dot_base, inline)
+
+static inline void fastrank_score_rows_base(const float* user, const float* embeddings, const float* biases,
+                                            const int* ids, int count, int n, float* scores) {
+    int j;
+    for (j = 0; j < count; j++)
+        scores[j] = fastrank_dot_base(user, embeddings + (ptrdiff_t)ids[j] * n, n) + biases[ids[j]];
+}
+
 FASTRANK_DEFINE_ADAGRAD(fastrank_adagrad_row_base, inline)
 FASTRANK_DEFINE_ADADELTA(fastrank_adadelta_row_base, inline)
 FASTRANK_DEFINE_SGD(fastrank_sgd_row_base, inline)
@@ -211,10 +299,16 @@ FASTRANK_DEFINE_WEIGHTED_SUM(fastrank_weighted_sum_base, inline)
 
 /* With AVX2 the dot product takes eight lanes per instruction, in two independent sums. */
 typedef float fastrank_float8 __attribute__((vector_size(32)));
+
+/* The eight lanes of a partial sum added in one fixed order (every AVX2 dot product uses it). */
+static FASTRANK_TARGET_AVX2 inline float fastrank_lanes_total(fastrank_float8 sum) {
+    return ((sum[0] + sum[4]) + (sum[1] + sum[5])) + ((sum[2] + sum[6]) + (sum[3] + sum[7]));
+}
+
 static FASTRANK_TARGET_AVX2 float fastrank_dot_avx2(const float* a, const float* b, int n) {
     fastrank_float8 low = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
     fastrank_float8 high = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
-    fastrank_float8 a0, a1, b0, b1, sum;
+    fastrank_float8 a0, a1, b0, b1;
     float total;
     int i = 0;
     for (; i + 16 <= n; i += 16) {
@@ -231,11 +325,58 @@ static FASTRANK_TARGET_AVX2 float fastrank_dot_avx2(const float* a, const float*
         low += a0 * b0;
         i += 8;
     }
-    sum = low + high;
-    total = ((sum[0] + sum[4]) + (sum[1] + sum[5])) + ((sum[2] + sum[6]) + (sum[3] + sum[7]));
+    total = fastrank_lanes_total(low + high);
     for (; i < n; i++)
         total += a[i] * b[i];
     return total;
+}
+
+/* Scores of several rows against one vector: scores[j] = dot(user, rows[j]) + biases[ids[j]], with
+   rows[j] = embeddings + ids[j] * n. Two rows at a time, each summed exactly as
+   fastrank_dot_avx2 sums (same lanes, same order, so the same result), but with four
+   independent chains in flight instead of two. */
+static FASTRANK_TARGET_AVX2 void fastrank_score_rows_avx2(const float* user, const float* embeddings,
+                                                          const float* biases, const int* ids, int count,
+                                                          int n, float* scores) {
+    int j = 0, i;
+    for (; j + 2 <= count; j += 2) {
+        const float* first = embeddings + (ptrdiff_t)ids[j] * n;
+        const float* second = embeddings + (ptrdiff_t)ids[j + 1] * n;
+        fastrank_float8 low0 = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f}, high0 = low0;
+        fastrank_float8 low1 = low0, high1 = low0;
+        fastrank_float8 u0, u1, a0, a1, b0, b1;
+        float total0, total1;
+        for (i = 0; i + 16 <= n; i += 16) {
+            memcpy(&u0, user + i, sizeof(u0));
+            memcpy(&u1, user + i + 8, sizeof(u1));
+            memcpy(&a0, first + i, sizeof(a0));
+            memcpy(&a1, first + i + 8, sizeof(a1));
+            memcpy(&b0, second + i, sizeof(b0));
+            memcpy(&b1, second + i + 8, sizeof(b1));
+            low0 += u0 * a0;
+            high0 += u1 * a1;
+            low1 += u0 * b0;
+            high1 += u1 * b1;
+        }
+        if (i + 8 <= n) {
+            memcpy(&u0, user + i, sizeof(u0));
+            memcpy(&a0, first + i, sizeof(a0));
+            memcpy(&b0, second + i, sizeof(b0));
+            low0 += u0 * a0;
+            low1 += u0 * b0;
+            i += 8;
+        }
+        total0 = fastrank_lanes_total(low0 + high0);
+        total1 = fastrank_lanes_total(low1 + high1);
+        for (; i < n; i++) {
+            total0 += user[i] * first[i];
+            total1 += user[i] * second[i];
+        }
+        scores[j] = total0 + biases[ids[j]];
+        scores[j + 1] = total1 + biases[ids[j + 1]];
+    }
+    for (; j < count; j++)
+        scores[j] = fastrank_dot_avx2(user, embeddings + (ptrdiff_t)ids[j] * n, n) + biases[ids[j]];
 }
 
 /* Adagrad with AVX2: 1/sqrt(acc) from the hardware estimate refined by one Newton-Raphson step
@@ -324,6 +465,11 @@ static void fastrank_detect_cpu(int allow_avx2) { (void)allow_avx2; }
 
 static inline float fastrank_dot(const float* a, const float* b, int n) {
     return FASTRANK_DISPATCH(fastrank_dot, a, b, n);
+}
+
+static inline void fastrank_score_rows(const float* user, const float* embeddings, const float* biases,
+                                       const int* ids, int count, int n, float* scores) {
+    FASTRANK_DISPATCH(fastrank_score_rows, user, embeddings, biases, ids, count, n, scores);
 }
 
 static inline void fastrank_adagrad_row(float* row, float* acc, const float* gradient, float weight,

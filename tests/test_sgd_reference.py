@@ -565,6 +565,32 @@ def test_warp_kos_user_with_several_positives(schedule, features):
     assert trace.count(("update", 0, 2)) == 1  # the visit whose first negative (9) was below the margin
 
 
+@pytest.mark.parametrize("n", [7, 12, 40], ids=["network", "counting", "sorted"])
+def test_warp_kos_picks_the_kth_of_many_draws(n):
+    """The kernel selects the k-th best of the draws three ways by their number (a sorting
+    network up to 10, counting up to 32, a sort beyond): each must step on the reference's
+    choice, repeated draws included. Biases 0.5 apart keep every ranking clear of ties."""
+    n_positives, n_items = 40, 42
+    interactions = matrix((1, n_items), {(0, item): 1.0 for item in range(n_positives)})
+    model, uf, itf = make_model("warp-kos", "adagrad", interactions, False, warm=True, seed=5, scale=0.05,
+                                k=5, n=n, max_sampled=1)
+    for item in range(n_positives):
+        set_bias(model, item, 0.5 * ((item * 17) % n_positives))  # a ranking unlike the id order
+    set_bias(model, n_positives, 50.0)  # the scripted negative: always a violator
+    rng = np.random.default_rng(n)
+
+    def make_script(order):
+        script = []
+        for _ in order:
+            picks = rng.integers(0, n_positives, size=n)
+            picks[1] = picks[0]  # a repeated draw
+            script += [*picks.tolist(), n_positives]
+        return script
+
+    trace, _ = run_epoch_both(model, interactions, uf, itf, None, make_script)
+    assert sum(event[0] == "kos" for event in trace) == n_positives
+
+
 @pytest.mark.parametrize("schedule", SCHEDULES)
 @pytest.mark.parametrize("loss", LOSSES)
 def test_same_random_state_is_bit_identical_on_one_thread(loss, schedule):
