@@ -23,6 +23,8 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 NEXT_PYTHON = os.path.join(REPO, ".bench-venv-next", "bin", "python")
+SCRIPTS = ("train_throughput.py", "thread_scaling.py", "hybrid_throughput.py", "evaluation_speed.py", "debias.py",
+           "cost_growth.py", "roofline.py")
 
 
 def machine_description():
@@ -107,7 +109,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default=os.path.join(HERE, "RESULTS.md"))
     parser.add_argument("--timeout", type=int, default=1800, help="seconds allowed per benchmark")
+    parser.add_argument("--only", default="", help="comma-separated script names to run (default: all)")
+    parser.add_argument("--scaling-threads", default="",
+                        help="thread counts for thread_scaling.py, e.g. 1,2,4,8,16 (default: its own)")
     args = parser.parse_args(argv)
+    only = {name.strip() for name in args.only.split(",") if name.strip()}
+    if only - set(SCRIPTS):
+        parser.error(f"--only: unknown {', '.join(sorted(only - set(SCRIPTS)))}; known: {', '.join(SCRIPTS)}")
+    scaling = ["--threads", args.scaling_threads] if args.scaling_threads else []
 
     sections = ["# Benchmark results", "", *machine_description(), ""]
     # lightfm-next lives in its own venv (it is imported as `lightfm` too); the scripts measure it
@@ -120,12 +129,15 @@ def main(argv=None):
         json_path = os.path.join(scratch, "training.json")
         for title, script, arguments in [
             ("Training throughput", "train_throughput.py", ["--markdown", "--quiet", "--json", json_path, *next_args]),
+            ("Thread scaling", "thread_scaling.py", ["--markdown", "--rounds", "2", *scaling]),
             ("Training throughput with side features", "hybrid_throughput.py", ["--markdown", *next_args]),
             ("Evaluation and recommendation", "evaluation_speed.py", ["--markdown", *next_args]),
             ("Popularity debiasing", "debias.py", ["--markdown"]),
             ("Cost growth and peak memory", "cost_growth.py", ["--markdown"]),
             ("Roofline floor", "roofline.py", ["--markdown"]),
         ]:
+            if only and script not in only:
+                continue
             output, code = run(script, arguments, args.timeout)
             failures += code != 0
             shown = " ".join(os.path.relpath(a, REPO) if a == NEXT_PYTHON else a
