@@ -481,18 +481,22 @@ cdef inline void warp_kos_step(Model* model, Workspace* work, int user) noexcept
     if count == 0:
         return
     sampled_count = model.n if model.n < count else count
-    user_repr = representation(&model.users, user, model.no_components, work.user_buffer, &user_bias)
     for j in range(sampled_count):
         work.sampled_ids[j] = model.positive_indices[start + draw_below(&work.sampler, count)]
+    if not model.items.identity:
+        # Feature rows are reached through two dependent loads (CSR ids, then parameter rows): ask
+        # for every draw's ids now (they arrive while the user's representation is summed), then
+        # keep the draws' first rows KOS_ROWS_AHEAD draws ahead on their way.
+        for j in range(sampled_count):
+            prefetch_row_stage(&model.items, work.sampled_ids[j], 0)
+    user_repr = representation(&model.users, user, model.no_components, work.user_buffer, &user_bias)
     if model.items.identity:
         # all rows at once: the dot products overlap instead of waiting for each other
         fastrank_score_rows(user_repr, model.items.embeddings, model.items.biases, work.sampled_ids,
                             sampled_count, model.no_components, work.sampled_scores)
     else:
-        # Feature rows are reached through two dependent loads (CSR ids, then parameter rows):
-        # ask for every draw's ids first, then keep the rows two draws ahead on their way.
-        for j in range(sampled_count):
-            prefetch_row_stage(&model.items, work.sampled_ids[j], 0)
+        for j in range(min(KOS_ROWS_AHEAD, sampled_count)):
+            prefetch_representation(&model.items, work.sampled_ids[j], model.no_components)
         for j in range(sampled_count):
             if j + KOS_ROWS_AHEAD < sampled_count:
                 prefetch_representation(&model.items, work.sampled_ids[j + KOS_ROWS_AHEAD], model.no_components)
