@@ -589,6 +589,19 @@ cdef void prefetch_feature_rows_ahead(const Model* model, int loss, const int[::
                                    stage == 0)
 
 
+cdef inline void prefetch_kos_draws(const Model* model, int user, uint64_t stream, int ids) noexcept nogil:
+    """k-OS with features, ahead of a user's example: the positions of the positives it will draw
+    in the user's row of positives (``ids`` false), or those positives' CSR feature ids (true)."""
+    cdef int start = model.positive_indptr[user], count = model.positive_indptr[user + 1] - start
+    cdef int j, offset
+    for j in range(1, min(model.n, count) + 1):
+        offset = stream_draw(stream, count, j)
+        if ids:
+            prefetch_row_stage(&model.items, model.positive_indices[start + offset], 0)
+        else:
+            FASTRANK_PREFETCH(model.positive_indices + start + offset)
+
+
 cdef inline void prefetch_ahead(const Model* model, int loss, const int[::1] users, const int[::1] items,
                                 Py_ssize_t position, Py_ssize_t n_visits, uint64_t seed) noexcept nogil:
     """Start loading what the next examples will touch while this one is processed.
@@ -616,6 +629,8 @@ cdef inline void prefetch_ahead(const Model* model, int loss, const int[::1] use
         start = model.positive_indptr[user]
         count = model.positive_indptr[user + 1] - start
         prefetch_search_path(model.positive_indices + start, count)
+        if loss == C_WARP_KOS and not model.items.identity:
+            prefetch_kos_draws(model, user, example_stream(seed, position + 2), 0)
     if position + 1 >= n_visits:
         return
     user = users[position + 1]
@@ -624,7 +639,10 @@ cdef inline void prefetch_ahead(const Model* model, int loss, const int[::1] use
     stream = example_stream(seed, position + 1)
     if loss == C_WARP_KOS:
         # k-OS samples among the user's positives, which are mostly popular, cache-resident items:
-        # prefetching them measured slower (the draws and loads cost more than the misses saved)
+        # prefetching their rows measured slower on the identity path (the draws and loads cost
+        # more than the misses saved); with features, their CSR feature ids come first
+        if not model.items.identity:
+            prefetch_kos_draws(model, user, stream, 1)
         return
     prefetch_side_row(&model.items, item, model.no_components)
     for j in range(1, draws + 1):
