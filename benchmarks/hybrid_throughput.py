@@ -4,7 +4,8 @@ The case only LightFM serves today. On the synthetic power-law set (default 50,0
 20,000 items x 1,000,000 interactions), each item has its identity feature plus 5 of 1,000 shared
 tag features and each user its identity plus 3 of 200 shared features, every row normalised to
 sum 1. Reports positives per second per loss and the ratios (one warm-up epoch, then the median
-of the timed epochs).
+of the timed epochs; the libraries take turns for ``--rounds`` rounds, medians reported, with
+each round's ratio beside them).
 
 LightFM is rectools-lightfm in this process; lightfm-next (also imported as ``lightfm``, so in
 its own venv ``.bench-venv-next``) is timed the same way by a worker process with that venv's
@@ -14,6 +15,7 @@ on the same matrices written to a temporary ``.npz`` (see ``_lightfm_worker.py``
 
 import argparse
 import os
+import statistics
 import sys
 
 import numpy as np
@@ -41,12 +43,15 @@ def main(argv=None):
     parser.add_argument("--interactions", type=int, default=1_000_000)
     parser.add_argument("--losses", default="warp,bpr,warp-kos,logistic")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of all libraries; medians are reported")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--lightfm-next-python",
                         default=str(DEFAULT_NEXT_PYTHON) if DEFAULT_NEXT_PYTHON.exists() else "",
                         help="interpreter of the venv with lightfm-next (.bench-venv-next); '' = none")
     parser.add_argument("--skip-lightfm-next", action="store_true")
     args = parser.parse_args(argv)
+    if args.rounds < 1 or args.epochs < 1:
+        parser.error("--rounds and --epochs must be >= 1")
 
     import fastrank
 
@@ -64,8 +69,9 @@ def main(argv=None):
     if lightfm_next.available:
         next_data = lightfm_next.write_data(interactions=data, user_features=user_features,
                                          item_features=item_features)
-    rows = []
-    for loss in args.losses.split(","):
+    def one_round(loss):
+        """Positives per second of fastrank, LightFM and lightfm-next (None where not measured),
+        each a fresh model timed alike, one after the other; and lightfm-next's status cell."""
         ours = fastrank.FastRank(no_components=64, loss=loss, random_state=0)
         timing = time_repeated(lambda: ours.fit_partial(data, user_features=user_features,
                                                         item_features=item_features, epochs=1),
@@ -94,13 +100,31 @@ def main(argv=None):
             except RuntimeError as exc:
                 next_cell = "error"
                 print(exc, file=sys.stderr)
+        return ours_rate, theirs_rate, next_rate, next_cell
+
+    measured = {loss: [] for loss in args.losses.split(",")}
+    for _ in range(args.rounds):
+        for loss in measured:
+            measured[loss].append(one_round(loss))
+    rows = []
+    for loss, rounds in measured.items():
+        ours_rate = statistics.median(r[0] for r in rounds)
+        theirs = [r[1] for r in rounds if r[1] is not None]
+        nexts = [r[2] for r in rounds if r[2] is not None]
+        theirs_rate = statistics.median(theirs) if theirs else None
+        next_rate = statistics.median(nexts) if nexts else None
+        ratios = [r[0] / r[1] for r in rounds if r[1] is not None]
         rows.append([loss, f"{ours_rate:,.0f}", f"{theirs_rate:,.0f}" if theirs_rate else lightfm.status,
-                     f"{next_rate:,.0f}" if next_rate else next_cell,
+                     f"{next_rate:,.0f}" if next_rate else rounds[-1][3],
                      f"{ours_rate / theirs_rate:.2f}x" if theirs_rate else "-",
-                     f"{ours_rate / next_rate:.2f}x" if next_rate else "-"])
+                     f"{ours_rate / next_rate:.2f}x" if next_rate else "-",
+                     " ".join(f"{ratio:.2f}x" for ratio in ratios) or "-"])
     lightfm_next.close()
     print(format_table(["loss", "fastrank pos/s", "LightFM pos/s", "lightfm-next pos/s", "fastrank/LightFM",
-                        "fastrank/lightfm-next"], rows, markdown=args.markdown))
+                        "fastrank/lightfm-next", "fastrank/LightFM per round"], rows, markdown=args.markdown))
+    print(f"\nMedians over {args.rounds} rounds; each round times every library's fresh model in turn "
+          f"(one warm-up + {args.epochs} timed epochs, median), so a slow spell of a shared machine shows "
+          "as a spread in the last column instead of one skewed ratio.")
     return 0
 
 

@@ -12,6 +12,8 @@ In one run this script
    in a worker process with that venv's interpreter (``--lightfm-next-python``,
    default ``.bench-venv-next/bin/python`` when it exists), on the same
    matrices passed through a temporary ``.npz``, right after LightFM's cell;
+   the whole table is measured ``--rounds`` times (every row once per round)
+   and reports the median of each cell with every round's ratio beside it;
 2. compares fastrank's BPR (default adagrad, and its cheapest schedule, plain
    ``learning_schedule="sgd"`` at ``learning_rate=0.1``) with implicit's CPU BPR
    at the same ``no_components``;
@@ -50,6 +52,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import traceback
 from pathlib import Path
@@ -133,6 +136,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=3,
                    help="timed epochs per model (after one warm-up epoch)")
     p.add_argument("--warmup", type=int, default=1, help="untimed warm-up epochs per model")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="rounds of the first table (each row once per round, every library a fresh "
+                        "model); its pos/s are medians over the rounds")
     p.add_argument("--stat", choices=("best", "median"), default="median",
                    help="how the timed epochs are summarised")
     p.add_argument("--threads", type=lambda s: [int(x) for x in _csv(s)], default=None,
@@ -165,8 +171,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     bad = [x for x in args.losses if x not in ALL_LOSSES]
     if bad:
         p.error(f"unknown loss(es) {bad}; choose from {ALL_LOSSES}")
-    if args.epochs < 1 or args.warmup < 0:
-        p.error("--epochs must be >= 1 and --warmup >= 0")
+    if args.epochs < 1 or args.warmup < 0 or args.rounds < 1:
+        p.error("--epochs and --rounds must be >= 1 and --warmup >= 0")
     if args.threads is None:
         args.threads = default_threads()
     args.threads = list(dict.fromkeys(args.threads))
@@ -421,53 +427,84 @@ def main(argv: Optional[List[str]] = None) -> int:
     print()
 
     # ---- table 1: fastrank vs LightFM (and lightfm-next), one thread ----------
+    def table_one_row(ds, loss, next_data, with_accuracy):
+        """One round of a row: each library's fresh model timed in turn; accuracy when asked."""
+        mat = data[ds]
+        rates = {"fastrank": None, "lightfm": None, "lightfm-next": None}
+        accuracy = {"fastrank": "-", "lightfm": "-", "lightfm-next": "-"}
+        if run_fr:
+            rates["fastrank"] = bench.measure("fastrank", ds, loss, 1, mat.nnz,
+                                              lambda: fastrank_epoch(fr.module, loss, args.seed, mat, 1))
+            if with_accuracy:
+                accuracy["fastrank"] = bench.accuracy(factor_vectors(bench.last_model), holdout[ds])
+        if run_lfm:
+            rates["lightfm"] = bench.measure("lightfm", ds, loss, 1, mat.nnz,
+                                             lambda: lightfm_epoch(lfm.module, loss, args.seed, mat, 1))
+            if with_accuracy:
+                accuracy["lightfm"] = bench.accuracy(factor_vectors(bench.last_model), holdout[ds])
+        if run_next:
+            # the worker saves the trained parameters; the parent scores them like the others
+            saved = next_data + ".parameters.npz"
+            if os.path.exists(saved):
+                os.remove(saved)
+            rates["lightfm-next"] = bench.measure(
+                "lightfm-next", ds, loss, 1, mat.nnz,
+                timing_of=lambda: nxt.train_timing(
+                    next_data, model=lightfm_kwargs(loss, args.seed), fit={"epochs": 1, "num_threads": 1},
+                    matrices={"interactions": "interactions"}, repeats=args.epochs, warmup=args.warmup,
+                    save_parameters=saved))
+            if rates["lightfm-next"] is not None and with_accuracy:
+                arrays = load_arrays(saved)
+                accuracy["lightfm-next"] = bench.accuracy(
+                    (arrays["user_embeddings"], arrays["item_embeddings"], arrays["item_biases"],
+                     arrays.get("user_biases")), holdout[ds])
+        return rates, accuracy
+
+    # lightfm-next gets the very same COO matrix (format, dtypes) through a temporary .npz
+    next_files = {ds: nxt.write_data(interactions=data[ds]) if run_next else None for ds in args.datasets}
+    rounds: Dict[tuple, List[Dict]] = {}
+    accuracies: Dict[tuple, Dict] = {}
+    for round_index in range(args.rounds):
+        # every row once per round, so a slow spell of the machine spreads over the rows' rounds
+        for ds in args.datasets:
+            for loss in args.losses:
+                last = round_index == args.rounds - 1
+                rates, accuracy = table_one_row(ds, loss, next_files[ds], with_accuracy=last)
+                rounds.setdefault((ds, loss), []).append(rates)
+                if last:
+                    accuracies[(ds, loss)] = accuracy
+
+    def median_rate(values):
+        measured = [v for v in values if v is not None]
+        return statistics.median(measured) if measured else None
+
     rows = []
     for ds in args.datasets:
-        mat = data[ds]
-        # lightfm-next gets the very same COO matrix (format, dtypes) through a temporary .npz
-        next_data = nxt.write_data(interactions=mat) if run_next else None
         for loss in args.losses:
-            fr_rate = lfm_rate = next_rate = None
-            fr_accuracy = lfm_accuracy = next_accuracy = "-"
-            if run_fr:
-                fr_rate = bench.measure("fastrank", ds, loss, 1, mat.nnz,
-                                        lambda: fastrank_epoch(fr.module, loss, args.seed, mat, 1))
-                fr_accuracy = bench.accuracy(factor_vectors(bench.last_model), holdout[ds])
-            if run_lfm:
-                lfm_rate = bench.measure("lightfm", ds, loss, 1, mat.nnz,
-                                         lambda: lightfm_epoch(lfm.module, loss, args.seed, mat, 1))
-                lfm_accuracy = bench.accuracy(factor_vectors(bench.last_model), holdout[ds])
-            if run_next:
-                # the worker saves the trained parameters; the parent scores them like the others
-                saved = next_data + ".parameters.npz"
-                if os.path.exists(saved):
-                    os.remove(saved)
-                next_rate = bench.measure(
-                    "lightfm-next", ds, loss, 1, mat.nnz,
-                    timing_of=lambda: nxt.train_timing(
-                        next_data, model=lightfm_kwargs(loss, args.seed), fit={"epochs": 1, "num_threads": 1},
-                        matrices={"interactions": "interactions"}, repeats=args.epochs, warmup=args.warmup,
-                        save_parameters=saved))
-                if next_rate is not None:
-                    arrays = load_arrays(saved)
-                    next_accuracy = bench.accuracy(
-                        (arrays["user_embeddings"], arrays["item_embeddings"], arrays["item_biases"],
-                         arrays.get("user_biases")), holdout[ds])
+            per_round = rounds[(ds, loss)]
+            fr_rate, lfm_rate, next_rate = (median_rate([r[name] for r in per_round])
+                                            for name in ("fastrank", "lightfm", "lightfm-next"))
+            accuracy = accuracies[(ds, loss)]
             rows.append([ds, loss,
                          _cell(fr_rate, fr, args.skip_fastrank),
                          _cell(lfm_rate, lfm, args.skip_lightfm),
                          _cell(next_rate, nxt, args.skip_lightfm_next),
                          C.fmt_ratio(_ratio(fr_rate, lfm_rate)),
                          C.fmt_ratio(_ratio(fr_rate, next_rate)),
-                         fr_accuracy, lfm_accuracy, next_accuracy])
+                         " ".join(C.fmt_ratio(_ratio(r["fastrank"], r["lightfm"])) for r in per_round),
+                         accuracy["fastrank"], accuracy["lightfm"], accuracy["lightfm-next"]])
     nxt.close()
     print("## fastrank vs LightFM and lightfm-next, 1 thread (positives/s = nnz / epoch seconds)")
     print(C.format_table(["dataset", "loss", "fastrank pos/s", "LightFM pos/s", "lightfm-next pos/s",
-                          "fastrank/LightFM", "fastrank/lightfm-next", "fastrank p@10 / AUC",
+                          "fastrank/LightFM", "fastrank/lightfm-next", "fastrank/LightFM per round",
+                          "fastrank p@10 / AUC",
                           "LightFM p@10 / AUC", "lightfm-next p@10 / AUC"],
                          rows, args.markdown))
     print()
     print(accuracy_note(args, holdout))
+    print(f"Note: pos/s are medians over {args.rounds} rounds (every row once per round, each library a\n"
+          "fresh model timed after the other's), so a slow spell of the shared machine shows as a spread\n"
+          "in the per-round column rather than as one skewed ratio; p@10 / AUC are the last round's.")
     print("Note: LightFM is rectools-lightfm, timed in this process; lightfm-next is timed the same way\n"
           "(fresh model, same arguments, warm-up + timed fit_partial(epochs=1) calls, same statistic)\n"
           "in a worker process with .bench-venv-next's interpreter on the same matrix, right after\n"
