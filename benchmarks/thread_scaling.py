@@ -23,7 +23,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from typing import Dict, List, Tuple
 
 import numpy as np
@@ -31,14 +30,10 @@ import scipy.sparse as sp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common as C  # noqa: E402
-from train_throughput import LEARNING_RATE, NO_COMPONENTS, default_threads, thread_label  # noqa: E402
+from train_throughput import LEARNING_RATE, NO_COMPONENTS, _csv, default_threads, thread_label  # noqa: E402
 
 DATASETS = ("synthetic", "uniform", "ml100k")
 LOSSES = ("warp", "bpr", "warp-kos", "logistic")
-
-
-def _csv(text: str) -> List[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -89,13 +84,8 @@ def load(name: str, seed: int) -> sp.coo_matrix:
 def epoch_seconds(make_model, data: sp.coo_matrix, threads: int, epochs: int) -> float:
     """Median wall time of ``epochs`` timed epochs of a fresh model, after one warm-up epoch."""
     model = make_model()
-    model.fit_partial(data, epochs=1, num_threads=threads)
-    times = []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        model.fit_partial(data, epochs=1, num_threads=threads)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return C.time_repeated(lambda: model.fit_partial(data, epochs=1, num_threads=threads),
+                           repeats=epochs, warmup=1).median
 
 
 def main(argv=None) -> int:
