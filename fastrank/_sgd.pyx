@@ -63,6 +63,8 @@ cdef float MAX_LOSS = 10.0
 cdef int BPR_TRIES = 100
 # How many WARP candidates ahead of the one being scored are prefetched.
 cdef int PREFETCH_DRAWS = 4
+# With features: how many draws before its rows a candidate's CSR feature ids are prefetched.
+cdef int IDS_AHEAD = 2
 # Feature path: how many features at the start of a CSR row are prefetched. In matrices built by
 # fastrank.data (and LightFM's Dataset) the first is the row's own identity feature, used by that
 # row alone and so rarely cached; features shared by many rows mostly stay cached, and
@@ -275,6 +277,9 @@ cdef inline void pairwise_update(Model* model, Workspace* work, int user, const 
         debiased_update(model, work, user, user_repr, user_bias, positive, positive_repr, positive_bias,
                         negative, negative_repr, negative_bias, loss, weight)
         return
+    # The negative's rows were read while it was scored, but not its optimizer state, which the
+    # last update below needs: ask for it now, so it arrives while the user and the positive move.
+    prefetch_side_row(&model.items, negative, model.no_components, PREFETCH_STATE)
     # All gradients are taken from the representations before any parameter moves.
     fastrank_pairwise_gradients(loss, user_repr, positive_repr, negative_repr, work.user_gradient,
                                 work.positive_gradient, work.negative_gradient, model.no_components)
@@ -412,24 +417,41 @@ cdef inline void bpr_step(Model* model, Workspace* work, int user, int positive,
                     negative, negative_repr, negative_bias, weight * sigmoid(negative_score - positive_score), weight)
 
 
-cdef inline void prefetch_representation(const FeatureSide* side, int row, int no_components) noexcept nogil:
-    """Prefetch what scoring a user/item reads: the embedding rows and biases of its features
-    (its own row on the identity path, else the first ``PREFETCHED_FEATURES`` of its CSR row)."""
-    cdef int position, stop, feature
+cdef enum:
+    # what prefetch_side_row asks for: the parameters a score reads, the optimizer state an update reads
+    PREFETCH_PARAMETERS = 1
+    PREFETCH_STATE = 2
+
+
+cdef inline void prefetch_feature(const FeatureSide* side, int feature, int no_components, int parts) noexcept nogil:
+    cdef Py_ssize_t offset = <Py_ssize_t>feature * no_components
+    if parts & PREFETCH_PARAMETERS:
+        prefetch_floats(side.embeddings + offset, no_components)
+        FASTRANK_PREFETCH(side.biases + feature)
+    if parts & PREFETCH_STATE and side.embedding_acc != NULL:
+        prefetch_floats(side.embedding_acc + offset, no_components)
+        FASTRANK_PREFETCH(side.bias_acc + feature)
+        if side.embedding_momentum != NULL:
+            prefetch_floats(side.embedding_momentum + offset, no_components)
+            FASTRANK_PREFETCH(side.bias_momentum + feature)
+
+
+cdef inline void prefetch_side_row(const FeatureSide* side, int row, int no_components, int parts) noexcept nogil:
+    """Prefetch ``parts`` (PREFETCH_* flags) of a user's (item's) features: of its own row on the
+    identity path, else of the first ``PREFETCHED_FEATURES`` features of its CSR row."""
+    cdef int position, stop
     if side.identity:
-        prefetch_floats(side.embeddings + <Py_ssize_t>row * no_components, no_components)
-        FASTRANK_PREFETCH(side.biases + row)
+        prefetch_feature(side, row, no_components, parts)
         return
     stop = min(side.indptr[row + 1], side.indptr[row] + PREFETCHED_FEATURES)
     for position in range(side.indptr[row], stop):
-        feature = side.indices[position]
-        prefetch_floats(side.embeddings + <Py_ssize_t>feature * no_components, no_components)
-        FASTRANK_PREFETCH(side.biases + feature)
+        prefetch_feature(side, side.indices[position], no_components, parts)
 
 
 cdef inline void prefetch_candidate(const Model* model, Workspace* work, int ahead) noexcept nogil:
     """Prefetch the item that the sampler will draw ``ahead`` draws from now."""
-    prefetch_representation(&model.items, peek_below(&work.sampler, model.n_items, ahead), model.no_components)
+    prefetch_side_row(&model.items, peek_below(&work.sampler, model.n_items, ahead), model.no_components,
+                      PREFETCH_PARAMETERS)
 
 
 cdef inline void warp_against(Model* model, Workspace* work, int user, const float* user_repr, float user_bias,
@@ -444,6 +466,10 @@ cdef inline void warp_against(Model* model, Workspace* work, int user, const flo
         if sampled + PREFETCH_DRAWS <= model.max_sampled:
             # Random item rows miss the cache: keep a few future candidates on their way.
             prefetch_candidate(model, work, PREFETCH_DRAWS)
+            if not model.items.identity and sampled + PREFETCH_DRAWS + IDS_AHEAD <= model.max_sampled:
+                # their feature ids first, so that reading them to prefetch the rows does not stall
+                prefetch_row_stage(&model.items, peek_below(&work.sampler, model.n_items,
+                                                            PREFETCH_DRAWS + IDS_AHEAD), 0)
         negative_repr = representation(&model.items, negative, model.no_components,
                                        work.negative_buffer, &negative_bias)
         negative_score = dot(user_repr, negative_repr, model.no_components) + negative_bias
@@ -496,10 +522,11 @@ cdef inline void warp_kos_step(Model* model, Workspace* work, int user) noexcept
                             sampled_count, model.no_components, work.sampled_scores)
     else:
         for j in range(min(KOS_ROWS_AHEAD, sampled_count)):
-            prefetch_representation(&model.items, work.sampled_ids[j], model.no_components)
+            prefetch_side_row(&model.items, work.sampled_ids[j], model.no_components, PREFETCH_PARAMETERS)
         for j in range(sampled_count):
             if j + KOS_ROWS_AHEAD < sampled_count:
-                prefetch_representation(&model.items, work.sampled_ids[j + KOS_ROWS_AHEAD], model.no_components)
+                prefetch_side_row(&model.items, work.sampled_ids[j + KOS_ROWS_AHEAD], model.no_components,
+                                  PREFETCH_PARAMETERS)
             positive_repr = feature_representation(&model.items, work.sampled_ids[j], model.no_components,
                                                    work.positive_buffer, &positive_bias)
             work.sampled_scores[j] = dot(user_repr, positive_repr, model.no_components) + positive_bias
@@ -509,31 +536,13 @@ cdef inline void warp_kos_step(Model* model, Workspace* work, int user) noexcept
     chosen = fastrank_kth_key(work.rank_keys, sampled_count,
                               (model.k if model.k < sampled_count else sampled_count) - 1)
     positive = fastrank_key_item(chosen)
+    # its rows were read while scoring, but not its optimizer state: that is needed only at the
+    # update, after the negatives are drawn
+    prefetch_side_row(&model.items, positive, model.no_components, PREFETCH_STATE)
     positive_repr = representation(&model.items, positive, model.no_components,
                                    work.positive_buffer, &positive_bias)
     warp_against(model, work, user, user_repr, user_bias, positive, positive_repr, positive_bias,
                  fastrank_key_score(chosen), ONE)
-
-
-cdef inline void prefetch_feature(const FeatureSide* side, int feature, int no_components) noexcept nogil:
-    cdef Py_ssize_t offset = <Py_ssize_t>feature * no_components
-    prefetch_floats(side.embeddings + offset, no_components)
-    FASTRANK_PREFETCH(side.biases + feature)
-    if side.embedding_acc != NULL:
-        prefetch_floats(side.embedding_acc + offset, no_components)
-        FASTRANK_PREFETCH(side.bias_acc + feature)
-
-
-cdef inline void prefetch_side_row(const FeatureSide* side, int row, int no_components) noexcept nogil:
-    """Prefetch the parameter rows of a user's (item's) features: its own row on the identity
-    path, else the rows of the first ``PREFETCHED_FEATURES`` features of its CSR row."""
-    cdef int position, stop
-    if side.identity:
-        prefetch_feature(side, row, no_components)
-        return
-    stop = min(side.indptr[row + 1], side.indptr[row] + PREFETCHED_FEATURES)
-    for position in range(side.indptr[row], stop):
-        prefetch_feature(side, side.indices[position], no_components)
 
 
 cdef inline void prefetch_search_path(const int* values, int count) noexcept nogil:
@@ -635,7 +644,7 @@ cdef inline void prefetch_ahead(const Model* model, int loss, const int[::1] use
         return
     user = users[position + 1]
     item = items[position + 1]
-    prefetch_side_row(&model.users, user, model.no_components)
+    prefetch_side_row(&model.users, user, model.no_components, PREFETCH_PARAMETERS | PREFETCH_STATE)
     stream = example_stream(seed, position + 1)
     if loss == C_WARP_KOS:
         # k-OS samples among the user's positives, which are mostly popular, cache-resident items:
@@ -644,9 +653,10 @@ cdef inline void prefetch_ahead(const Model* model, int loss, const int[::1] use
         if not model.items.identity:
             prefetch_kos_draws(model, user, stream, 1)
         return
-    prefetch_side_row(&model.items, item, model.no_components)
+    prefetch_side_row(&model.items, item, model.no_components, PREFETCH_PARAMETERS | PREFETCH_STATE)
     for j in range(1, draws + 1):
-        prefetch_representation(&model.items, stream_draw(stream, model.n_items, j), model.no_components)
+        prefetch_side_row(&model.items, stream_draw(stream, model.n_items, j), model.no_components,
+                          PREFETCH_PARAMETERS)
 
 
 cdef void fill_side(FeatureSide* side, object features, tuple parameters, float alpha):
