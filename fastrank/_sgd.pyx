@@ -496,10 +496,19 @@ cdef inline void warp_step(Model* model, Workspace* work, int user, int positive
                  dot(user_repr, positive_repr, model.no_components) + positive_bias, weight)
 
 
+cdef inline int first_occurrence(const int* ids, int j) noexcept nogil:
+    """The first position at which ``ids[j]`` occurs in ``ids[0:j+1]``."""
+    cdef int i
+    for i in range(j):
+        if ids[i] == ids[j]:
+            return i
+    return j
+
+
 cdef inline void warp_kos_step(Model* model, Workspace* work, int user) noexcept nogil:
     """k-OS WARP: the k-th best of up to n sampled positives is the positive of a WARP step."""
     cdef int start = model.positive_indptr[user], count = model.positive_indptr[user + 1] - start
-    cdef int sampled_count, j, positive
+    cdef int sampled_count, j, earlier, positive
     cdef unsigned long long chosen
     cdef float user_bias, positive_bias
     cdef const float* user_repr
@@ -527,6 +536,11 @@ cdef inline void warp_kos_step(Model* model, Workspace* work, int user) noexcept
             if j + KOS_ROWS_AHEAD < sampled_count:
                 prefetch_side_row(&model.items, work.sampled_ids[j + KOS_ROWS_AHEAD], model.no_components,
                                   PREFETCH_PARAMETERS)
+            earlier = first_occurrence(work.sampled_ids, j)
+            if earlier < j:
+                # drawn before (users with few positives draw some twice): same row, same score
+                work.sampled_scores[j] = work.sampled_scores[earlier]
+                continue
             positive_repr = feature_representation(&model.items, work.sampled_ids[j], model.no_components,
                                                    work.positive_buffer, &positive_bias)
             work.sampled_scores[j] = dot(user_repr, positive_repr, model.no_components) + positive_bias

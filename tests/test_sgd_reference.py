@@ -565,17 +565,21 @@ def test_warp_kos_user_with_several_positives(schedule, features):
     assert trace.count(("update", 0, 2)) == 1  # the visit whose first negative (9) was below the margin
 
 
+@pytest.mark.parametrize("features", [False, True], ids=["identity", "features"])
 @pytest.mark.parametrize("n", [7, 12, 40], ids=["network", "counting", "sorted"])
-def test_warp_kos_picks_the_kth_of_many_draws(n):
+def test_warp_kos_picks_the_kth_of_many_draws(n, features):
     """The kernel selects the k-th best of the draws three ways by their number (a sorting
     network up to 10, counting up to 32, a sort beyond): each must step on the reference's
-    choice, repeated draws included. Biases 0.5 apart keep every ranking clear of ties."""
+    choice, repeated draws included (with features a repeated draw reuses its first score).
+    Biases 0.5 apart keep every ranking clear of ties."""
     n_positives, n_items = 40, 42
     interactions = matrix((1, n_items), {(0, item): 1.0 for item in range(n_positives)})
-    model, uf, itf = make_model("warp-kos", "adagrad", interactions, False, warm=True, seed=5, scale=0.05,
+    model, uf, itf = make_model("warp-kos", "adagrad", interactions, features, warm=True, seed=5, scale=0.05,
                                 k=5, n=n, max_sampled=1)
+    own_weight = np.ones(n_items) if itf is None else itf.diagonal()  # what an item's own bias is scaled by
+    model.item_biases[n_items:] = 0.0  # shared tags' biases would blur the ranking the own biases set
     for item in range(n_positives):
-        set_bias(model, item, 0.5 * ((item * 17) % n_positives))  # a ranking unlike the id order
+        set_bias(model, item, 0.5 * ((item * 17) % n_positives) / own_weight[item])  # a ranking unlike the id order
     set_bias(model, n_positives, 50.0)  # the scripted negative: always a violator
     rng = np.random.default_rng(n)
 
@@ -583,7 +587,8 @@ def test_warp_kos_picks_the_kth_of_many_draws(n):
         script = []
         for _ in order:
             picks = rng.integers(0, n_positives, size=n)
-            picks[1] = picks[0]  # a repeated draw
+            picks[1] = picks[0]  # repeated draws, next to each other and apart
+            picks[-1] = picks[2]
             script += [*picks.tolist(), n_positives]
         return script
 
