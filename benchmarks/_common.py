@@ -506,6 +506,16 @@ def time_repeated(fn: Callable[[], object], repeats: int, warmup: int = 1) -> Ti
 # ---------------------------------------------------------------------------
 
 
+def csv_list(value: str) -> List[str]:
+    """A comma-separated command-line value as a list of its non-empty, stripped parts."""
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def csv_ints(value: str) -> List[int]:
+    """A comma-separated command-line value as integers ("1e6" allowed)."""
+    return [int(float(v)) for v in csv_list(value)]
+
+
 def fmt_rate(value: Optional[float]) -> str:
     """Format a throughput (items per second) with thousands separators."""
     if value is None:

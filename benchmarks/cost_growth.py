@@ -57,32 +57,24 @@ LEARNING_RATE = 0.05
 MIB = 1024.0 * 1024.0
 
 
-def _csv_ints(value: str) -> List[int]:
-    return [int(float(v)) for v in value.split(",") if v.strip()]
-
-
-def _csv(value: str) -> List[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
-
-
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--sizes", type=_csv_ints, default=[1_000_000, 5_000_000, 20_000_000],
+    p.add_argument("--sizes", type=C.csv_ints, default=[1_000_000, 5_000_000, 20_000_000],
                    help="numbers of positives for part a (comma-separated)")
     p.add_argument("--users", type=int, default=1_000_000, help="users of the part-a sets")
     p.add_argument("--items", type=int, default=200_000, help="items of the part-a sets")
-    p.add_argument("--losses", type=_csv, default=["bpr", "warp"], help="losses of part a")
-    p.add_argument("--threads", type=_csv_ints, default=[1],
+    p.add_argument("--losses", type=C.csv_list, default=["bpr", "warp"], help="losses of part a")
+    p.add_argument("--threads", type=C.csv_ints, default=[1],
                    help="thread counts of part a, e.g. 1,2 (part b and c use the first)")
     p.add_argument("--epochs", type=int, default=3, help="timed epochs per model (after 1 warm-up)")
     p.add_argument("--large-epochs", type=int, default=2,
                    help="timed epochs for sets with at least --large-threshold positives")
     p.add_argument("--large-threshold", type=int, default=10_000_000)
-    p.add_argument("--components", type=_csv_ints, default=[16, 32, 64, 128, 256],
+    p.add_argument("--components", type=C.csv_ints, default=[16, 32, 64, 128, 256],
                    help="no_components values of part b")
-    p.add_argument("--components-losses", type=_csv, default=["bpr", "warp"], help="losses of part b")
-    p.add_argument("--components-set", type=_csv_ints, default=[50_000, 20_000, 1_000_000],
+    p.add_argument("--components-losses", type=C.csv_list, default=["bpr", "warp"], help="losses of part b")
+    p.add_argument("--components-set", type=C.csv_ints, default=[50_000, 20_000, 1_000_000],
                    help="users,items,positives of the part-b set (make_power_law, seed 42)")
     p.add_argument("--memory-epochs", type=int, default=2,
                    help="epochs fitted in each memory case (>= 2 shows the epoch-boundary peak)")

@@ -70,16 +70,12 @@ SMALL_SET = 200_000  # sets with fewer positives get 3x the timed repetitions (t
 IN_CACHE_ROWS = 32
 
 
-def _csv(value: str) -> List[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
-
-
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--datasets", type=_csv, default=list(ALL_DATASETS),
+    p.add_argument("--datasets", type=C.csv_list, default=list(ALL_DATASETS),
                    help="comma-separated subset of: " + ",".join(ALL_DATASETS))
-    p.add_argument("--losses", type=_csv, default=list(ALL_LOSSES),
+    p.add_argument("--losses", type=C.csv_list, default=list(ALL_LOSSES),
                    help="comma-separated subset of: " + ",".join(ALL_LOSSES))
     p.add_argument("--no-components", type=int, default=64)
     p.add_argument("--epochs", type=int, default=3,

@@ -30,7 +30,7 @@ import scipy.sparse as sp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common as C  # noqa: E402
-from train_throughput import LEARNING_RATE, NO_COMPONENTS, _csv, default_threads, thread_label  # noqa: E402
+from train_throughput import LEARNING_RATE, NO_COMPONENTS, default_threads, thread_label  # noqa: E402
 
 DATASETS = ("synthetic", "uniform", "ml100k")
 LOSSES = ("warp", "bpr", "warp-kos", "logistic")
@@ -39,11 +39,11 @@ LOSSES = ("warp", "bpr", "warp-kos", "logistic")
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--datasets", type=_csv, default=list(DATASETS), help="subset of " + ",".join(DATASETS))
-    p.add_argument("--losses", type=_csv, default=list(LOSSES), help="subset of " + ",".join(LOSSES))
-    p.add_argument("--lightfm-losses", type=_csv, default=["warp", "bpr"],
+    p.add_argument("--datasets", type=C.csv_list, default=list(DATASETS), help="subset of " + ",".join(DATASETS))
+    p.add_argument("--losses", type=C.csv_list, default=list(LOSSES), help="subset of " + ",".join(LOSSES))
+    p.add_argument("--lightfm-losses", type=C.csv_list, default=["warp", "bpr"],
                    help="losses LightFM is also timed for ('' for none; it is ~5-10x slower per epoch)")
-    p.add_argument("--threads", type=lambda s: [int(x) for x in _csv(s)], default=None,
+    p.add_argument("--threads", type=C.csv_ints, default=None,
                    help="thread counts (the first must be 1); default 1, 2 and all cores")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is reported")
     p.add_argument("--epochs", type=int, default=2, help="timed epochs per cell and round (median)")

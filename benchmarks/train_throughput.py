@@ -96,10 +96,6 @@ ACCURACY_NOTE = (
     "Users scored: {users}.")
 
 
-def _csv(value: str) -> List[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
-
-
 def default_threads() -> List[int]:
     """1 and 2 threads, plus all cores (``os.cpu_count()``) when that is another number."""
     return list(dict.fromkeys([1, 2, os.cpu_count() or 1]))
@@ -129,9 +125,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--datasets", type=_csv, default=list(ALL_DATASETS),
+    p.add_argument("--datasets", type=C.csv_list, default=list(ALL_DATASETS),
                    help="comma-separated subset of: " + ",".join(ALL_DATASETS))
-    p.add_argument("--losses", type=_csv, default=list(ALL_LOSSES),
+    p.add_argument("--losses", type=C.csv_list, default=list(ALL_LOSSES),
                    help="comma-separated subset of: " + ",".join(ALL_LOSSES))
     p.add_argument("--epochs", type=int, default=3,
                    help="timed epochs per model (after one warm-up epoch)")
@@ -141,11 +137,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         "model); its pos/s are medians over the rounds")
     p.add_argument("--stat", choices=("best", "median"), default="median",
                    help="how the timed epochs are summarised")
-    p.add_argument("--threads", type=lambda s: [int(x) for x in _csv(s)], default=None,
+    p.add_argument("--threads", type=C.csv_ints, default=None,
                    help="fastrank thread counts for the scaling table (first is the baseline); "
                         "default 1,2 and os.cpu_count() (all cores) when that is another number, "
                         f"here {','.join(map(str, default_threads()))}")
-    p.add_argument("--scaling-datasets", type=_csv, default=["synthetic"],
+    p.add_argument("--scaling-datasets", type=C.csv_list, default=["synthetic"],
                    help="datasets used for the thread-scaling table")
     p.add_argument("--seed", type=int, default=42, help="random_state of every model")
     p.add_argument("--data-seed", type=int, default=42, help="seed of the synthetic generator")
