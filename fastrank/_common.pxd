@@ -19,14 +19,17 @@ cdef extern from *:
 
 
 cdef extern from "_simd.h":
+    ctypedef struct fastrank_feature_entry:
+        int feature
+        float weight
     void FASTRANK_PREFETCH(const void* address) noexcept nogil
     void fastrank_detect_cpu(int allow_avx2) noexcept nogil
     int fastrank_simd_level() noexcept nogil
     float fastrank_dot(const float* a, const float* b, int n) noexcept nogil
     void fastrank_score_rows(const float* user, const float* embeddings, const float* biases, const int* ids,
                              int count, int n, float* scores) noexcept nogil
-    float fastrank_weighted_sum(float* out, const float* embeddings, const float* biases, const int* indices,
-                                const float* values, int count, int n) noexcept nogil
+    float fastrank_weighted_sum(float* out, const float* embeddings, const float* biases,
+                                const fastrank_feature_entry* entries, int count, int n) noexcept nogil
     void fastrank_adagrad_row(float* row, float* acc, const float* gradient, float weight, float alpha,
                               float rate, int n) noexcept nogil
     void fastrank_sgd_row(float* row, const float* gradient, float weight, float alpha, float rate,
@@ -50,8 +53,7 @@ cdef extern from "_simd.h":
 cdef struct FeatureSide:
     int identity
     const int* indptr
-    const int* indices
-    const float* values
+    const fastrank_feature_entry* entries   # row r: entries[indptr[r]:indptr[r + 1]]
     float* embeddings          # (n_features, no_components), C order
     float* biases              # (n_features,)
     float* embedding_acc       # adagrad: sum of squared gradients; adadelta: E[update^2]; sgd: NULL
@@ -157,6 +159,6 @@ cdef inline const float* representation(const FeatureSide* side, int row, int no
 cdef inline const float* feature_representation(const FeatureSide* side, int row, int no_components,
                                                 float* buffer, float* bias) noexcept nogil:
     cdef int start = side.indptr[row]
-    bias[0] = fastrank_weighted_sum(buffer, side.embeddings, side.biases, side.indices + start,
-                                    side.values + start, side.indptr[row + 1] - start, no_components)
+    bias[0] = fastrank_weighted_sum(buffer, side.embeddings, side.biases, side.entries + start,
+                                    side.indptr[row + 1] - start, no_components)
     return buffer

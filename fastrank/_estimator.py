@@ -19,10 +19,10 @@ from fastrank._validation import (
     check_interactions,
     check_positive_int,
     check_sample_weight,
-    csr_arrays,
     is_identity_pattern,
     is_integer,
     is_real,
+    packed_feature_rows,
     to_csr,
 )
 
@@ -452,10 +452,10 @@ class FastRank:
             loss=LOSSES[self.loss],
             positive_indptr=examples["positive_indptr"],
             positive_indices=examples["positive_indices"],
-            user_features=csr_arrays(user_features),
+            user_features=packed_feature_rows(user_features),
             user_parameters=self._side_parameters("user"),
             user_alpha=self.user_alpha,
-            item_features=csr_arrays(item_features),
+            item_features=packed_feature_rows(item_features),
             item_parameters=self._side_parameters("item"),
             item_alpha=self.item_alpha,
             n_items=n_items,
@@ -624,13 +624,15 @@ class FastRank:
         check_id_range(user_ids, self._rows_available(user_features, "user"), "user_ids", "users")
         check_id_range(item_ids, self._rows_available(item_features, "item"), "item_ids", "items")
         scores = np.empty(user_ids.shape[0], dtype=np.float32)
+        user_ids, user_rows = _rows_for_ids(user_ids, user_features)
+        item_ids, item_rows = _rows_for_ids(item_ids, item_features)
         _ranking.predict_pairs(
             user_ids,
             item_ids,
-            csr_arrays(user_features),
+            user_rows,
             self.user_embeddings,
             self.user_biases,
-            csr_arrays(item_features),
+            item_rows,
             self.item_embeddings,
             self.item_biases,
             scores,
@@ -1072,6 +1074,31 @@ def _load_extra(path):
         raise
     except (OSError, EOFError, zipfile.BadZipFile, KeyError) as error:
         raise ValueError(f"{path} is not a readable fastrank model file: {error}") from None
+
+
+def _rows_for_ids(ids, features):
+    """The feature rows a scoring kernel needs for ``ids``, packed, and the ids to use with them.
+
+    With few ids only their rows are packed (and the ids renumbered into them), so a call that
+    scores a handful of pairs does not copy a large feature matrix; with many, all rows are.
+
+    Parameters
+    ----------
+    ids : int32 array of shape (n,)
+        Row ids, already checked against ``features``.
+    features : canonical CSR matrix or None (identity)
+
+    Returns
+    -------
+    ids : int32 array of shape (n,)
+    rows : None or the :func:`packed_feature_rows` of the rows ``ids`` index
+    """
+    if features is None:
+        return ids, None
+    if 4 * ids.shape[0] >= features.shape[0]:
+        return ids, packed_feature_rows(features)
+    used, positions = np.unique(ids, return_inverse=True)
+    return positions.astype(np.int32).reshape(ids.shape), packed_feature_rows(features[used])
 
 
 def _pattern(csr):

@@ -21,14 +21,15 @@ from libc.string cimport memset
 from libc.limits cimport INT_MAX
 from scipy.linalg.cython_blas cimport sgemm
 
-from fastrank._common cimport FeatureSide, dot, fastrank_count_before, fastrank_detect_cpu, representation
+from fastrank._common cimport (
+    FeatureSide, dot, fastrank_count_before, fastrank_detect_cpu, fastrank_feature_entry, representation,
+)
 
 
 cdef void point_side(FeatureSide* side, object features, float[:, ::1] embeddings, float[::1] biases):
     """Point ``side`` at a feature matrix (None = identity) and its parameters; needs the GIL."""
     cdef const int[::1] indptr
-    cdef const int[::1] indices
-    cdef const float[::1] values
+    cdef const int[:, ::1] entries
     side.embeddings = &embeddings[0, 0]
     side.biases = &biases[0]
     side.embedding_acc = NULL
@@ -39,16 +40,13 @@ cdef void point_side(FeatureSide* side, object features, float[:, ::1] embedding
     if features is None:
         side.identity = 1
         side.indptr = NULL
-        side.indices = NULL
-        side.values = NULL
+        side.entries = NULL
     else:
         side.identity = 0
         indptr = features[0]
-        indices = features[1]
-        values = features[2]
+        entries = features[1]
         side.indptr = &indptr[0]
-        side.indices = &indices[0] if indices.shape[0] > 0 else NULL
-        side.values = &values[0] if values.shape[0] > 0 else NULL
+        side.entries = <const fastrank_feature_entry*>&entries[0, 0] if entries.shape[0] > 0 else NULL
 
 
 def predict_pairs(const int[::1] user_ids, const int[::1] item_ids,
@@ -61,8 +59,9 @@ def predict_pairs(const int[::1] user_ids, const int[::1] item_ids,
     ----------
     user_ids, item_ids : int32 array of shape (n_pairs,)
         Rows of the user and item feature matrices, already range-checked.
-    user_features, item_features : None or tuple of (indptr, indices, values) int32/int32/float32
-        CSR feature matrices; None means identity.
+    user_features, item_features : None or tuple of (indptr, entries)
+        Feature matrices as :func:`fastrank._validation.packed_feature_rows` makes them; None
+        means identity.
     user_embeddings, item_embeddings : float32 array of shape (n_features, no_components)
     user_biases, item_biases : float32 array of shape (n_features,)
     out : float32 array of shape (n_pairs,)

@@ -19,7 +19,7 @@ from fastrank._common cimport (
     FASTRANK_HAVE_OPENMP, FASTRANK_PREFETCH, FeatureSide, fastrank_adagrad_row, fastrank_adadelta_row, fastrank_sgd_row, fastrank_pairwise_gradients,
     fastrank_detect_cpu, fastrank_simd_level, fastrank_sorted_contains, fastrank_rank_key, fastrank_key_score,
     fastrank_key_item, fastrank_kth_key, Sampler, sampler_init, sampler_start_example, example_stream, stream_draw, draw_below, peek_below,
-    prefetch_floats,
+    prefetch_floats, fastrank_feature_entry,
     dot, representation, feature_representation, fastrank_score_rows,
 )
 
@@ -257,7 +257,7 @@ cdef inline void apply_gradient(const Model* model, FeatureSide* side, int row, 
         update_feature(model, side, row, 1.0, gradient, bias_gradient, with_bias)
         return
     for position in range(side.indptr[row], side.indptr[row + 1]):
-        update_feature(model, side, side.indices[position], side.values[position],
+        update_feature(model, side, side.entries[position].feature, side.entries[position].weight,
                        gradient, bias_gradient, with_bias)
 
 
@@ -445,7 +445,7 @@ cdef inline void prefetch_side_row(const FeatureSide* side, int row, int no_comp
         return
     stop = min(side.indptr[row + 1], side.indptr[row] + PREFETCHED_FEATURES)
     for position in range(side.indptr[row], stop):
-        prefetch_feature(side, side.indices[position], no_components, parts)
+        prefetch_feature(side, side.entries[position].feature, no_components, parts)
 
 
 cdef inline void prefetch_candidate(const Model* model, Workspace* work, int ahead) noexcept nogil:
@@ -581,8 +581,7 @@ cdef inline void prefetch_row_stage(const FeatureSide* side, int row, int bounds
         FASTRANK_PREFETCH(side.indptr + row)
         return
     start = side.indptr[row]
-    FASTRANK_PREFETCH(side.indices + start)
-    FASTRANK_PREFETCH(side.values + start)
+    FASTRANK_PREFETCH(side.entries + start)
 
 
 cdef inline void prefetch_example_stage(const Model* model, int loss, int user, int item, uint64_t stream,
@@ -676,8 +675,7 @@ cdef inline void prefetch_ahead(const Model* model, int loss, const int[::1] use
 cdef void fill_side(FeatureSide* side, object features, tuple parameters, float alpha):
     """Point ``side`` at the arrays of one side (users or items); requires the GIL."""
     cdef const int[::1] indptr
-    cdef const int[::1] indices
-    cdef const float[::1] values
+    cdef const int[:, ::1] entries
     cdef float[:, ::1] embeddings = parameters[0]
     cdef float[::1] biases = parameters[1]
     cdef float[:, ::1] embedding_acc
@@ -704,17 +702,14 @@ cdef void fill_side(FeatureSide* side, object features, tuple parameters, float 
     if features is None:
         side.identity = 1
         side.indptr = NULL
-        side.indices = NULL
-        side.values = NULL
+        side.entries = NULL
     else:
         side.identity = 0
         indptr = features[0]
-        indices = features[1]
-        values = features[2]
+        entries = features[1]
         side.indptr = &indptr[0]
         # an empty feature matrix has no entries to point at; its rows are then all empty
-        side.indices = &indices[0] if indices.shape[0] > 0 else NULL
-        side.values = &values[0] if values.shape[0] > 0 else NULL
+        side.entries = <const fastrank_feature_entry*>&entries[0, 0] if entries.shape[0] > 0 else NULL
 
 
 def run_epoch(int loss,
@@ -747,8 +742,9 @@ def run_epoch(int loss,
         and its sample weight (None: every weight is 1).
     positive_indptr, positive_indices : int32 arrays
         CSR (users x items, sorted columns) of the positive interactions.
-    user_features, item_features : None or tuple of (indptr, indices, values)
-        CSR feature matrices; None is the identity fast path.
+    user_features, item_features : None or tuple of (indptr, entries)
+        Feature matrices as :func:`fastrank._validation.packed_feature_rows` makes them; None is
+        the identity fast path.
     user_parameters, item_parameters : tuple of 6 arrays
         (embeddings float32 (n_features, no_components), biases float32 (n_features,),
         embedding and bias accumulators (None for sgd), embedding and bias momenta (None unless

@@ -35,6 +35,13 @@
 #define FASTRANK_TARGET_AVX2 __attribute__((target("avx2,fma")))
 #endif
 
+/* One stored entry of a feature row: the feature (column) and its weight. A row's ids and
+   weights sit side by side, so reaching a row costs one cache line, not one per array. */
+typedef struct {
+    int feature;
+    float weight;
+} fastrank_feature_entry;
+
 #if defined(__GNUC__) || defined(__clang__)
 #define FASTRANK_VECTOR_EXTENSIONS 1
 typedef float fastrank_float4 __attribute__((vector_size(16)));
@@ -154,12 +161,12 @@ typedef float fastrank_float4 __attribute__((vector_size(16)));
         return count;                                                                          \
     }
 
-/* ---- weighted sum of feature rows: out = sum_f values[f] * embeddings[indices[f]] ----------
- * Returns sum_f values[f] * biases[indices[f]]. Columns are taken in blocks of 32 so each block's
+/* ---- weighted sum of feature rows: out = sum_f weight_f * embeddings[feature_f] -----------
+ * Returns sum_f weight_f * biases[feature_f]. Columns are taken in blocks of 32 so each block's
  * partial sums stay in registers across all the features of the row and are stored once. */
 #define FASTRANK_DEFINE_WEIGHTED_SUM(name, attributes)                                          \
     static attributes float name(float* FASTRANK_RESTRICT out, const float* embeddings,        \
-                                 const float* biases, const int* indices, const float* values, \
+                                 const float* biases, const fastrank_feature_entry* entries,   \
                                  int count, int n) {                                           \
         float bias = 0.0f, block[32];                                                          \
         int c0, c, f, width;                                                                   \
@@ -169,8 +176,8 @@ typedef float fastrank_float4 __attribute__((vector_size(16)));
                 block[c] = 0.0f;                                                               \
             for (f = 0; f < count; f++) {                                                      \
                 const float* FASTRANK_RESTRICT source =                                        \
-                    embeddings + (ptrdiff_t)indices[f] * n + c0;                               \
-                float weight = values[f];                                                      \
+                    embeddings + (ptrdiff_t)entries[f].feature * n + c0;                       \
+                float weight = entries[f].weight;                                              \
                 if (width == 32) {                                                             \
                     for (c = 0; c < 32; c++)                                                   \
                         block[c] += weight * source[c];                                        \
@@ -182,7 +189,7 @@ typedef float fastrank_float4 __attribute__((vector_size(16)));
             memcpy(out + c0, block, (size_t)width * sizeof(float));                            \
         }                                                                                      \
         for (f = 0; f < count; f++)                                                            \
-            bias += values[f] * biases[indices[f]];                                            \
+            bias += entries[f].weight * biases[entries[f].feature];                            \
         return bias;                                                                           \
     }
 
@@ -417,22 +424,22 @@ FASTRANK_DEFINE_WEIGHTED_SUM(fastrank_weighted_sum_avx2_any, FASTRANK_TARGET_AVX
 /* The weighted feature sum with the partial sums of 32 columns held in four registers across all
    features of the row (no store/reload per feature); other widths take the generic loop. */
 static FASTRANK_TARGET_AVX2 float fastrank_weighted_sum_avx2(
-        float* FASTRANK_RESTRICT out, const float* embeddings, const float* biases, const int* indices,
-        const float* values, int count, int n) {
+        float* FASTRANK_RESTRICT out, const float* embeddings, const float* biases,
+        const fastrank_feature_entry* entries, int count, int n) {
     int c0, f;
     float bias = 0.0f;
     if (n % 32 != 0 || count == 0)
-        return fastrank_weighted_sum_avx2_any(out, embeddings, biases, indices, values, count, n);
+        return fastrank_weighted_sum_avx2_any(out, embeddings, biases, entries, count, n);
     for (c0 = 0; c0 < n; c0 += 32) {
-        const float* source = embeddings + (ptrdiff_t)indices[0] * n + c0;
-        __m256 weight = _mm256_set1_ps(values[0]);
+        const float* source = embeddings + (ptrdiff_t)entries[0].feature * n + c0;
+        __m256 weight = _mm256_set1_ps(entries[0].weight);
         __m256 s0 = _mm256_mul_ps(weight, _mm256_loadu_ps(source));
         __m256 s1 = _mm256_mul_ps(weight, _mm256_loadu_ps(source + 8));
         __m256 s2 = _mm256_mul_ps(weight, _mm256_loadu_ps(source + 16));
         __m256 s3 = _mm256_mul_ps(weight, _mm256_loadu_ps(source + 24));
         for (f = 1; f < count; f++) {
-            source = embeddings + (ptrdiff_t)indices[f] * n + c0;
-            weight = _mm256_set1_ps(values[f]);
+            source = embeddings + (ptrdiff_t)entries[f].feature * n + c0;
+            weight = _mm256_set1_ps(entries[f].weight);
             s0 = _mm256_fmadd_ps(weight, _mm256_loadu_ps(source), s0);
             s1 = _mm256_fmadd_ps(weight, _mm256_loadu_ps(source + 8), s1);
             s2 = _mm256_fmadd_ps(weight, _mm256_loadu_ps(source + 16), s2);
@@ -444,7 +451,7 @@ static FASTRANK_TARGET_AVX2 float fastrank_weighted_sum_avx2(
         _mm256_storeu_ps(out + c0 + 24, s3);
     }
     for (f = 0; f < count; f++)
-        bias += values[f] * biases[indices[f]];
+        bias += entries[f].weight * biases[entries[f].feature];
     return bias;
 }
 
@@ -499,8 +506,8 @@ static inline int fastrank_count_before(const float* scores, int n, float thresh
 }
 
 static inline float fastrank_weighted_sum(float* out, const float* embeddings, const float* biases,
-                                          const int* indices, const float* values, int count, int n) {
-    return FASTRANK_DISPATCH(fastrank_weighted_sum, out, embeddings, biases, indices, values, count, n);
+                                          const fastrank_feature_entry* entries, int count, int n) {
+    return FASTRANK_DISPATCH(fastrank_weighted_sum, out, embeddings, biases, entries, count, n);
 }
 
 static int fastrank_simd_level(void) { return fastrank_use_avx2 ? 2 : 1; }

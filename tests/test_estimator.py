@@ -298,6 +298,24 @@ def test_predict_matches_representations_with_and_without_features():
     assert embeddings.dtype == np.float32 and biases.dtype == np.float32
 
 
+def test_predict_with_features_few_pairs_equal_the_same_pairs_in_a_large_call():
+    """A call with few pairs packs only the feature rows it names (ids renumbered into them); a
+    large call packs every row: the scores of the same pairs must be identical."""
+    interactions = random_interactions()
+    user_features, item_features = random_features(30, 8), random_features(20, 5, seed=1)
+    model = FastRank(loss="warp", random_state=0).fit(
+        interactions, user_features=user_features, item_features=item_features, epochs=3
+    )
+    rng = np.random.default_rng(3)
+    users, items = rng.integers(0, 30, 400), rng.integers(0, 20, 400)
+    every = model.predict(users, items, item_features=item_features, user_features=user_features)
+    few = [7, 3, 7, 0]  # unsorted, one pair repeated
+    scores = model.predict(users[few], items[few], item_features=item_features, user_features=user_features)
+    np.testing.assert_array_equal(scores, every[few])
+    np.testing.assert_allclose(every, manual_scores(model, users, items, user_features, item_features),
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_predict_broadcasts_an_int_user_and_threads_agree():
     model = FastRank(loss="bpr", random_state=0).fit(random_interactions(), epochs=2)
     items = np.arange(20)
