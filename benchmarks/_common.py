@@ -516,6 +516,12 @@ def csv_ints(value: str) -> List[int]:
     return [int(float(v)) for v in csv_list(value)]
 
 
+def median_measured(values: Sequence[Optional[float]]) -> Optional[float]:
+    """Median of the values that were measured (not None), or None when none were."""
+    measured = [v for v in values if v is not None]
+    return statistics.median(measured) if measured else None
+
+
 def fmt_rate(value: Optional[float]) -> str:
     """Format a throughput (items per second) with thousands separators."""
     if value is None:

@@ -15,14 +15,13 @@ on the same matrices written to a temporary ``.npz`` (see ``_lightfm_worker.py``
 
 import argparse
 import os
-import statistics
 import sys
 
 import numpy as np
 import scipy.sparse as sp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import format_table, make_power_law, time_repeated, try_import  # noqa: E402
+from _common import format_table, make_power_law, median_measured, time_repeated, try_import  # noqa: E402
 from _lightfm_worker import DEFAULT_NEXT_PYTHON, WorkerPeer  # noqa: E402
 
 
@@ -108,11 +107,7 @@ def main(argv=None):
             measured[loss].append(one_round(loss))
     rows = []
     for loss, rounds in measured.items():
-        ours_rate = statistics.median(r[0] for r in rounds)
-        theirs = [r[1] for r in rounds if r[1] is not None]
-        nexts = [r[2] for r in rounds if r[2] is not None]
-        theirs_rate = statistics.median(theirs) if theirs else None
-        next_rate = statistics.median(nexts) if nexts else None
+        ours_rate, theirs_rate, next_rate = (median_measured([r[i] for r in rounds]) for i in range(3))
         ratios = [r[0] / r[1] for r in rounds if r[1] is not None]
         rows.append([loss, f"{ours_rate:,.0f}", f"{theirs_rate:,.0f}" if theirs_rate else lightfm.status,
                      f"{next_rate:,.0f}" if next_rate else rounds[-1][3],

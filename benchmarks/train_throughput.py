@@ -52,7 +52,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import traceback
 from pathlib import Path
@@ -470,15 +469,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                 if last:
                     accuracies[(ds, loss)] = accuracy
 
-    def median_rate(values):
-        measured = [v for v in values if v is not None]
-        return statistics.median(measured) if measured else None
-
     rows = []
     for ds in args.datasets:
         for loss in args.losses:
             per_round = rounds[(ds, loss)]
-            fr_rate, lfm_rate, next_rate = (median_rate([r[name] for r in per_round])
+            fr_rate, lfm_rate, next_rate = (C.median_measured([r[name] for r in per_round])
                                             for name in ("fastrank", "lightfm", "lightfm-next"))
             accuracy = accuracies[(ds, loss)]
             rows.append([ds, loss,
