@@ -30,6 +30,9 @@ cdef extern from "_simd.h":
                              int count, int n, float* scores) noexcept nogil
     float fastrank_weighted_sum(float* out, const float* embeddings, const float* biases,
                                 const fastrank_feature_entry* entries, int count, int n) noexcept nogil
+    float fastrank_weighted_score(float* out, float* bias_out, const float* user, const float* embeddings,
+                                  const float* biases, const fastrank_feature_entry* entries, int count,
+                                  int n) noexcept nogil
     void fastrank_adagrad_row(float* row, float* acc, const float* gradient, float weight, float alpha,
                               float rate, int n) noexcept nogil
     void fastrank_sgd_row(float* row, const float* gradient, float weight, float alpha, float rate,
@@ -161,4 +164,22 @@ cdef inline const float* feature_representation(const FeatureSide* side, int row
     cdef int start = side.indptr[row]
     bias[0] = fastrank_weighted_sum(buffer, side.embeddings, side.biases, side.entries + start,
                                     side.indptr[row + 1] - start, no_components)
+    return buffer
+
+
+cdef inline const float* scored_representation(const FeatureSide* side, int row, int no_components,
+                                               const float* user_repr, float* buffer, float* bias,
+                                               float* score) noexcept nogil:
+    """:func:`representation`, plus ``score = user_repr . representation + bias``; with features
+    the score is taken while the sum is formed (the same value as summing, then a dot)."""
+    cdef const float* row_repr
+    cdef int start
+    if side.identity:
+        bias[0] = side.biases[row]
+        row_repr = side.embeddings + <Py_ssize_t>row * no_components
+        score[0] = dot(user_repr, row_repr, no_components) + bias[0]
+        return row_repr
+    start = side.indptr[row]
+    score[0] = fastrank_weighted_score(buffer, bias, user_repr, side.embeddings, side.biases, side.entries + start,
+                                       side.indptr[row + 1] - start, no_components)
     return buffer

@@ -20,7 +20,7 @@ from fastrank._common cimport (
     fastrank_detect_cpu, fastrank_simd_level, fastrank_sorted_contains, fastrank_rank_key, fastrank_key_score,
     fastrank_key_item, fastrank_kth_key, Sampler, sampler_init, sampler_start_example, example_stream, stream_draw, draw_below, peek_below,
     prefetch_floats, fastrank_feature_entry,
-    dot, representation, feature_representation, fastrank_score_rows,
+    dot, representation, scored_representation, fastrank_score_rows,
 )
 
 cdef enum:
@@ -210,6 +210,8 @@ cdef struct Workspace:
     unsigned long long* rank_keys     # k-OS: (score, item) keys of the sampled positives,
     int* sampled_ids                  # their ids
     float* sampled_scores             # and their scores
+    float* sampled_reprs              # k-OS with item features: their summed representations
+    float* sampled_biases             # and biases, so the chosen one is not summed again
 
 
 cdef inline float sigmoid(float x) noexcept nogil:
@@ -407,12 +409,10 @@ cdef inline void bpr_step(Model* model, Workspace* work, int user, int positive,
     if negative < 0:
         return
     user_repr = representation(&model.users, user, model.no_components, work.user_buffer, &user_bias)
-    positive_repr = representation(&model.items, positive, model.no_components,
-                                   work.positive_buffer, &positive_bias)
-    negative_repr = representation(&model.items, negative, model.no_components,
-                                   work.negative_buffer, &negative_bias)
-    positive_score = dot(user_repr, positive_repr, model.no_components) + positive_bias
-    negative_score = dot(user_repr, negative_repr, model.no_components) + negative_bias
+    positive_repr = scored_representation(&model.items, positive, model.no_components, user_repr,
+                                          work.positive_buffer, &positive_bias, &positive_score)
+    negative_repr = scored_representation(&model.items, negative, model.no_components, user_repr,
+                                          work.negative_buffer, &negative_bias, &negative_score)
     pairwise_update(model, work, user, user_repr, user_bias, positive, positive_repr, positive_bias,
                     negative, negative_repr, negative_bias, weight * sigmoid(negative_score - positive_score), weight)
 
@@ -487,22 +487,22 @@ cdef inline void warp_against(Model* model, Workspace* work, int user, const flo
 
 
 cdef inline void warp_step(Model* model, Workspace* work, int user, int positive, float weight) noexcept nogil:
-    cdef float user_bias, positive_bias
+    cdef float user_bias, positive_bias, positive_score
     cdef const float* user_repr = representation(&model.users, user, model.no_components,
                                                  work.user_buffer, &user_bias)
-    cdef const float* positive_repr = representation(&model.items, positive, model.no_components,
-                                                     work.positive_buffer, &positive_bias)
+    cdef const float* positive_repr = scored_representation(&model.items, positive, model.no_components, user_repr,
+                                                            work.positive_buffer, &positive_bias, &positive_score)
     warp_against(model, work, user, user_repr, user_bias, positive, positive_repr, positive_bias,
-                 dot(user_repr, positive_repr, model.no_components) + positive_bias, weight)
+                 positive_score, weight)
 
 
-cdef inline int first_occurrence(const int* ids, int j) noexcept nogil:
-    """The first position at which ``ids[j]`` occurs in ``ids[0:j+1]``."""
+cdef inline int first_position(const int* ids, int count, int value) noexcept nogil:
+    """The first position at which ``value`` occurs in ``ids[0:count]`` (``count`` if absent)."""
     cdef int i
-    for i in range(j):
-        if ids[i] == ids[j]:
+    for i in range(count):
+        if ids[i] == value:
             return i
-    return j
+    return count
 
 
 cdef inline void warp_kos_step(Model* model, Workspace* work, int user) noexcept nogil:
@@ -536,14 +536,14 @@ cdef inline void warp_kos_step(Model* model, Workspace* work, int user) noexcept
             if j + KOS_ROWS_AHEAD < sampled_count:
                 prefetch_side_row(&model.items, work.sampled_ids[j + KOS_ROWS_AHEAD], model.no_components,
                                   PREFETCH_PARAMETERS)
-            earlier = first_occurrence(work.sampled_ids, j)
+            earlier = first_position(work.sampled_ids, j, work.sampled_ids[j])
             if earlier < j:
                 # drawn before (users with few positives draw some twice): same row, same score
                 work.sampled_scores[j] = work.sampled_scores[earlier]
                 continue
-            positive_repr = feature_representation(&model.items, work.sampled_ids[j], model.no_components,
-                                                   work.positive_buffer, &positive_bias)
-            work.sampled_scores[j] = dot(user_repr, positive_repr, model.no_components) + positive_bias
+            scored_representation(&model.items, work.sampled_ids[j], model.no_components, user_repr,
+                                  work.sampled_reprs + <Py_ssize_t>j * model.no_components,
+                                  work.sampled_biases + j, work.sampled_scores + j)
     for j in range(sampled_count):
         work.rank_keys[j] = fastrank_rank_key(work.sampled_scores[j], work.sampled_ids[j])
     # descending score, ties by item id: a total order, so the choice does not depend on how it is found
@@ -553,8 +553,13 @@ cdef inline void warp_kos_step(Model* model, Workspace* work, int user) noexcept
     # its rows were read while scoring, but not its optimizer state: that is needed only at the
     # update, after the negatives are drawn
     prefetch_side_row(&model.items, positive, model.no_components, PREFETCH_STATE)
-    positive_repr = representation(&model.items, positive, model.no_components,
-                                   work.positive_buffer, &positive_bias)
+    if model.items.identity:
+        positive_repr = representation(&model.items, positive, model.no_components,
+                                       work.positive_buffer, &positive_bias)
+    else:
+        j = first_position(work.sampled_ids, sampled_count, positive)
+        positive_repr = work.sampled_reprs + <Py_ssize_t>j * model.no_components
+        positive_bias = work.sampled_biases[j]
     warp_against(model, work, user, user_repr, user_bias, positive, positive_repr, positive_bias,
                  fastrank_key_score(chosen), ONE)
 
@@ -712,6 +717,15 @@ cdef void fill_side(FeatureSide* side, object features, tuple parameters, float 
         side.entries = <const fastrank_feature_entry*>&entries[0, 0] if entries.shape[0] > 0 else NULL
 
 
+cdef int most_positives(const int[::1] indptr) noexcept:
+    """The largest row length of a CSR row-pointer array."""
+    cdef Py_ssize_t row
+    cdef int most = 0
+    for row in range(indptr.shape[0] - 1):
+        most = max(most, indptr[row + 1] - indptr[row])
+    return most
+
+
 def run_epoch(int loss,
               const int[::1] example_users,
               const int[::1] example_items,
@@ -761,7 +775,7 @@ def run_epoch(int loss,
     cdef int thread
     cdef int[1] allocation_failed
     cdef Workspace* work
-    cdef int scored_capacity = n if loss == C_WARP_KOS else 1
+    cdef int scored_capacity = 1, kept_representations = 0
     cdef const int* script_pointer = NULL
     cdef Py_ssize_t script_length = 0
     cdef const float* labels = NULL
@@ -780,6 +794,11 @@ def run_epoch(int loss,
         script_pointer = &script[0]
         script_length = script.shape[0]
 
+    if loss == C_WARP_KOS:
+        # no user draws more than n positives, nor more than it has
+        scored_capacity = max(1, min(n, most_positives(positive_indptr)))
+        if item_features is not None:
+            kept_representations = scored_capacity
     fill_side(&model.users, user_features, user_parameters, user_alpha)
     fill_side(&model.items, item_features, item_parameters, item_alpha)
     model.no_components = no_components
@@ -803,9 +822,9 @@ def run_epoch(int loss,
         thread = threadid()
         work = <Workspace*>malloc(sizeof(Workspace))
         if work != NULL:
-            work.user_buffer = <float*>malloc(10 * no_components * sizeof(float))
+            work.user_buffer = <float*>malloc((10 + kept_representations) * no_components * sizeof(float))
             work.rank_keys = <unsigned long long*>malloc(
-                scored_capacity * (sizeof(unsigned long long) + sizeof(int) + sizeof(float)))
+                scored_capacity * (sizeof(unsigned long long) + sizeof(int) + 2 * sizeof(float)))
             if work.user_buffer == NULL or work.rank_keys == NULL:
                 free(work.user_buffer)
                 free(work.rank_keys)
@@ -825,6 +844,8 @@ def run_epoch(int loss,
             work.second_negative_gradient = work.user_buffer + 9 * no_components
             work.sampled_ids = <int*>(work.rank_keys + scored_capacity)
             work.sampled_scores = <float*>(work.sampled_ids + scored_capacity)
+            work.sampled_biases = work.sampled_scores + scored_capacity
+            work.sampled_reprs = work.user_buffer + 10 * no_components
             sampler_init(&work.sampler)
             if thread == 0:
                 work.sampler.script = script_pointer

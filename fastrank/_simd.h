@@ -301,6 +301,14 @@ FASTRANK_DEFINE_PAIRWISE(fastrank_pairwise_gradients_base, inline)
 FASTRANK_DEFINE_COUNT_BEFORE(fastrank_count_before_base, inline)
 FASTRANK_DEFINE_WEIGHTED_SUM(fastrank_weighted_sum_base, inline)
 
+static inline float fastrank_weighted_score_base(float* out, float* bias_out, const float* user,
+                                                 const float* embeddings, const float* biases,
+                                                 const fastrank_feature_entry* entries, int count, int n) {
+    float bias = fastrank_weighted_sum_base(out, embeddings, biases, entries, count, n);
+    *bias_out = bias;
+    return fastrank_dot_base(user, out, n) + bias;
+}
+
 #ifdef FASTRANK_X86_DISPATCH
 #include <immintrin.h>
 
@@ -422,14 +430,22 @@ FASTRANK_DEFINE_COUNT_BEFORE(fastrank_count_before_avx2, FASTRANK_TARGET_AVX2)
 FASTRANK_DEFINE_WEIGHTED_SUM(fastrank_weighted_sum_avx2_any, FASTRANK_TARGET_AVX2)
 
 /* The weighted feature sum with the partial sums of 32 columns held in four registers across all
-   features of the row (no store/reload per feature); other widths take the generic loop. */
-static FASTRANK_TARGET_AVX2 float fastrank_weighted_sum_avx2(
-        float* FASTRANK_RESTRICT out, const float* embeddings, const float* biases,
-        const fastrank_feature_entry* entries, int count, int n) {
+   features of the row (no store/reload per feature); other widths take the generic loop. With a
+   ``user`` vector it also returns the sum's score against it, taken from the registers instead of
+   reloading ``out``, its lanes added in fastrank_dot_avx2's order (so the score equals
+   dot(user, out) + bias); without one it returns the bias. Always inlined, so that each caller
+   gets the loop without the branches on ``user``. */
+static FASTRANK_TARGET_AVX2 inline __attribute__((always_inline)) float fastrank_feature_sum_avx2(
+        float* FASTRANK_RESTRICT out, float* bias_out, const float* user, const float* embeddings,
+        const float* biases, const fastrank_feature_entry* entries, int count, int n) {
+    fastrank_float8 low = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f}, high = low, u0, u1, u2, u3;
     int c0, f;
     float bias = 0.0f;
-    if (n % 32 != 0 || count == 0)
-        return fastrank_weighted_sum_avx2_any(out, embeddings, biases, entries, count, n);
+    if (n % 32 != 0 || count == 0) {
+        bias = fastrank_weighted_sum_avx2_any(out, embeddings, biases, entries, count, n);
+        *bias_out = bias;
+        return user == NULL ? bias : fastrank_dot_avx2(user, out, n) + bias;
+    }
     for (c0 = 0; c0 < n; c0 += 32) {
         const float* source = embeddings + (ptrdiff_t)entries[0].feature * n + c0;
         __m256 weight = _mm256_set1_ps(entries[0].weight);
@@ -449,10 +465,34 @@ static FASTRANK_TARGET_AVX2 float fastrank_weighted_sum_avx2(
         _mm256_storeu_ps(out + c0 + 8, s1);
         _mm256_storeu_ps(out + c0 + 16, s2);
         _mm256_storeu_ps(out + c0 + 24, s3);
+        if (user != NULL) {
+            memcpy(&u0, user + c0, sizeof(u0));
+            memcpy(&u1, user + c0 + 8, sizeof(u1));
+            memcpy(&u2, user + c0 + 16, sizeof(u2));
+            memcpy(&u3, user + c0 + 24, sizeof(u3));
+            low += u0 * (fastrank_float8)s0;
+            high += u1 * (fastrank_float8)s1;
+            low += u2 * (fastrank_float8)s2;
+            high += u3 * (fastrank_float8)s3;
+        }
     }
     for (f = 0; f < count; f++)
         bias += entries[f].weight * biases[entries[f].feature];
-    return bias;
+    *bias_out = bias;
+    return user == NULL ? bias : fastrank_lanes_total(low + high) + bias;
+}
+
+static FASTRANK_TARGET_AVX2 float fastrank_weighted_sum_avx2(
+        float* FASTRANK_RESTRICT out, const float* embeddings, const float* biases,
+        const fastrank_feature_entry* entries, int count, int n) {
+    float bias;
+    return fastrank_feature_sum_avx2(out, &bias, NULL, embeddings, biases, entries, count, n);
+}
+
+static FASTRANK_TARGET_AVX2 float fastrank_weighted_score_avx2(
+        float* FASTRANK_RESTRICT out, float* bias_out, const float* user, const float* embeddings,
+        const float* biases, const fastrank_feature_entry* entries, int count, int n) {
+    return fastrank_feature_sum_avx2(out, bias_out, user, embeddings, biases, entries, count, n);
 }
 
 /* Set once at module import (under the GIL), read by every thread afterwards. */
@@ -508,6 +548,12 @@ static inline int fastrank_count_before(const float* scores, int n, float thresh
 static inline float fastrank_weighted_sum(float* out, const float* embeddings, const float* biases,
                                           const fastrank_feature_entry* entries, int count, int n) {
     return FASTRANK_DISPATCH(fastrank_weighted_sum, out, embeddings, biases, entries, count, n);
+}
+
+static inline float fastrank_weighted_score(float* out, float* bias_out, const float* user,
+                                            const float* embeddings, const float* biases,
+                                            const fastrank_feature_entry* entries, int count, int n) {
+    return FASTRANK_DISPATCH(fastrank_weighted_score, out, bias_out, user, embeddings, biases, entries, count, n);
 }
 
 static int fastrank_simd_level(void) { return fastrank_use_avx2 ? 2 : 1; }
