@@ -23,6 +23,9 @@ from fastrank import FastRank
 from fastrank._sgd import shuffled_order
 
 N_COMPONENTS = 11  # one unrolled block of 8 in the kernel's dot product plus a remainder of 3
+# With AVX2, feature sums of a multiple of 32 components keep 32 columns in registers and score
+# the sum from them; other widths take a generic loop. Some tests run both.
+BLOCKED_COMPONENTS = 64
 LEARNING_RATE = 0.1
 RHO = 0.9
 EPSILON = 1e-4
@@ -430,14 +433,17 @@ def visits_by_user(order, example_users):
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("components", [N_COMPONENTS, BLOCKED_COMPONENTS])
 @pytest.mark.parametrize("features", [False, True], ids=["identity", "features"])
 @pytest.mark.parametrize("schedule", SCHEDULES)
 @pytest.mark.parametrize("loss", LOSSES)
-def test_single_step(loss, schedule, features):
+def test_single_step(loss, schedule, features, components):
     """One interaction, one example, one step from a freshly initialised optimizer state."""
     interactions = matrix((3, 6), {(1, 2): 3.0})
     sample_weight = None if loss == "warp-kos" else matrix((3, 6), {(1, 2): 0.7})
-    model, uf, itf = make_model(loss, schedule, interactions, features, sample_weight, seed=3)
+    model, uf, itf = make_model(loss, schedule, interactions, features, sample_weight, seed=3,
+                                no_components=components)
+    set_bias(model, 4, 3.0)  # the scripted negative violates WARP's margin whatever the embeddings
     script = {"logistic": [], "bpr": [4], "warp": [4], "warp-kos": [0, 4]}[loss]
     trace, _ = run_epoch_both(model, interactions, uf, itf, sample_weight, lambda order: script)
     expected = {
@@ -565,9 +571,10 @@ def test_warp_kos_user_with_several_positives(schedule, features):
     assert trace.count(("update", 0, 2)) == 1  # the visit whose first negative (9) was below the margin
 
 
+@pytest.mark.parametrize("components", [N_COMPONENTS, BLOCKED_COMPONENTS])
 @pytest.mark.parametrize("features", [False, True], ids=["identity", "features"])
 @pytest.mark.parametrize("n", [7, 12, 40], ids=["network", "counting", "sorted"])
-def test_warp_kos_picks_the_kth_of_many_draws(n, features):
+def test_warp_kos_picks_the_kth_of_many_draws(n, features, components):
     """The kernel selects the k-th best of the draws three ways by their number (a sorting
     network up to 10, counting up to 32, a sort beyond): each must step on the reference's
     choice, repeated draws included (with features a repeated draw reuses its first score).
@@ -575,7 +582,7 @@ def test_warp_kos_picks_the_kth_of_many_draws(n, features):
     n_positives, n_items = 40, 42
     interactions = matrix((1, n_items), {(0, item): 1.0 for item in range(n_positives)})
     model, uf, itf = make_model("warp-kos", "adagrad", interactions, features, warm=True, seed=5, scale=0.05,
-                                k=5, n=n, max_sampled=1)
+                                k=5, n=n, max_sampled=1, no_components=components)
     own_weight = np.ones(n_items) if itf is None else itf.diagonal()  # what an item's own bias is scaled by
     model.item_biases[n_items:] = 0.0  # shared tags' biases would blur the ranking the own biases set
     for item in range(n_positives):
