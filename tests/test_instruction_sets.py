@@ -27,9 +27,8 @@ def test_disabling_avx2_selects_the_baseline_loops():
 
 @pytest.mark.skipif(fastrank.instruction_set == "baseline", reason="the whole suite already runs the baseline loops")
 def test_baseline_loops_pass_the_kernel_and_scoring_tests():
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *(str(TESTS / name) for name in BASELINE_SUITES)],
-        env=baseline_environment(), capture_output=True, text=True, cwd=TESTS.parent,
-    )
+    suites = [str(TESTS / name) for name in BASELINE_SUITES]
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *suites],
+                            env=baseline_environment(), capture_output=True, text=True, cwd=TESTS.parent)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
