@@ -26,6 +26,19 @@ def require_file(path):
     pytest.skip(message)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def prefetch_in_every_model():
+    """Training skips software prefetching for models small enough to stay cached, which every
+    test model is; the tests make the kernels prefetch anyway, so that their prefetch paths (which
+    read ids and row bounds ahead of the example) run on every edge case here.
+    test_estimator checks that prefetching changes no result."""
+    from fastrank import _sgd
+
+    previous = _sgd.set_prefetch_threshold(0)
+    yield
+    _sgd.set_prefetch_threshold(previous)
+
+
 @pytest.fixture(scope="session")
 def movielens_split():
     """ml-100k positives (rating >= 4), a fixed random 80/20 split, as (train, test) COO."""

@@ -120,6 +120,29 @@ def test_same_seed_one_thread_is_bit_identical(loss, schedule):
     assert not np.array_equal(different.item_embeddings, runs[0].item_embeddings)
 
 
+@pytest.mark.parametrize("features", [False, True], ids=["identity", "features"])
+@pytest.mark.parametrize("loss", LOSSES)
+def test_prefetching_changes_no_result(loss, features):
+    """Software prefetching (skipped for small models, forced on for the other tests by
+    conftest) only moves data into caches: with and without it, training is bit-identical."""
+    from fastrank import _sgd
+
+    interactions = random_interactions(negatives=True)
+    feature_matrices = dict(user_features=random_features(30, 8), item_features=random_features(20, 6, seed=1))
+
+    def train(threshold):
+        previous = _sgd.set_prefetch_threshold(threshold)
+        try:
+            return FastRank(loss=loss, max_sampled=30, random_state=4).fit(
+                interactions, epochs=3, num_threads=1, **(feature_matrices if features else {}))
+        finally:
+            _sgd.set_prefetch_threshold(previous)
+
+    assert_same_state(train(0), train(2**62))
+    previous = _sgd.set_prefetch_threshold(-1)  # -1: back to the default, 2 MiB
+    assert _sgd.set_prefetch_threshold(previous) == 2 * 1024 * 1024
+
+
 def test_fit_resets_but_fit_partial_continues():
     interactions = random_interactions()
     model = FastRank(loss="warp", random_state=0)
