@@ -75,9 +75,10 @@ cdef int PREFETCHED_FEATURES = 1
 cdef int KOS_ROWS_AHEAD = 2
 # Models whose parameters and optimizer state (both sides) take at most this many bytes stay in
 # the caches of one core, where software prefetching only adds instructions: on MovieLens 100K
-# (1.4 MB) WARP epochs took 9% less time without it, WARP-kOS 6.5%, BPR and logistic 2.5%; at
-# 4 MB it was even, and at 14 MB WARP took 37% more time without it.
-cdef Py_ssize_t prefetch_above_bytes = 2 * 1024 * 1024
+# (1.4 MB) WARP epochs took 10% less time without it, WARP-kOS 5%, logistic 6%, BPR 1%; at 4 MB
+# it was even, and at 14 MB WARP took 37% more time without it.
+DEFAULT_PREFETCH_ABOVE_BYTES = 2 * 1024 * 1024
+cdef Py_ssize_t prefetch_above_bytes = DEFAULT_PREFETCH_ABOVE_BYTES
 MAX_BPR_TRIES = BPR_TRIES
 
 
@@ -86,7 +87,7 @@ def set_prefetch_threshold(Py_ssize_t size_bytes):
     optimizer state (0: always; -1 restores the default). Returns the previous threshold."""
     global prefetch_above_bytes
     previous = prefetch_above_bytes
-    prefetch_above_bytes = 2 * 1024 * 1024 if size_bytes < 0 else size_bytes
+    prefetch_above_bytes = DEFAULT_PREFETCH_ABOVE_BYTES if size_bytes < 0 else size_bytes
     return previous
 
 

@@ -139,8 +139,8 @@ def test_prefetching_changes_no_result(loss, features):
             _sgd.set_prefetch_threshold(previous)
 
     assert_same_state(train(0), train(2**62))
-    previous = _sgd.set_prefetch_threshold(-1)  # -1: back to the default, 2 MiB
-    assert _sgd.set_prefetch_threshold(previous) == 2 * 1024 * 1024
+    previous = _sgd.set_prefetch_threshold(-1)  # -1: back to the default
+    assert _sgd.set_prefetch_threshold(previous) == _sgd.DEFAULT_PREFETCH_ABOVE_BYTES == 2 * 1024 * 1024
 
 
 def test_fit_resets_but_fit_partial_continues():
