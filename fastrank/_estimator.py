@@ -12,6 +12,8 @@ import scipy.sparse as sp
 
 from fastrank import _ranking, _sgd
 from fastrank._validation import (
+    aligned_empty,
+    cache_aligned,
     check_features,
     check_id_range,
     check_id_scalar,
@@ -283,30 +285,27 @@ class FastRank:
         return tuple(getattr(self, self._array_attribute(side, array)) for array in _SIDE_ARRAYS)
 
     def _new_rows(self, count):
-        """Fresh parameter rows for one side: (embeddings, biases, accumulators..., momenta...)."""
+        """Fresh parameter rows for one side: (embeddings, biases, accumulators..., momenta...),
+        each array starting on a cache line (``_validation.aligned_empty``)."""
         d = self.no_components
-        embeddings = (self._rng.random((count, d), dtype=np.float32) - np.float32(0.5)) / np.float32(d)
-        biases = np.zeros(count, dtype=np.float32)
+
+        def filled(shape, value):
+            array = aligned_empty(shape)
+            array.fill(value)
+            return array
+
+        embeddings = aligned_empty((count, d))
+        self._rng.random(dtype=np.float32, out=embeddings)
+        embeddings -= np.float32(0.5)
+        embeddings /= np.float32(d)
+        biases = filled(count, 0.0)
         if self._fitted_schedule == "sgd":
             return embeddings, biases, None, None, None, None
         if self._fitted_schedule == "adagrad":
             start = self._initial_accumulator()
-            return (
-                embeddings,
-                biases,
-                np.full((count, d), start, np.float32),
-                np.full(count, start, np.float32),
-                None,
-                None,
-            )
-        return (
-            embeddings,
-            biases,
-            np.zeros((count, d), np.float32),
-            np.zeros(count, np.float32),
-            np.zeros((count, d), np.float32),
-            np.zeros(count, np.float32),
-        )
+            return embeddings, biases, filled((count, d), start), filled(count, start), None, None
+        return (embeddings, biases, filled((count, d), 0.0), filled(count, 0.0),
+                filled((count, d), 0.0), filled(count, 0.0))
 
     def _initial_accumulator(self):
         if self.initial_accumulator is None:
@@ -321,13 +320,22 @@ class FastRank:
             return
         fresh = self._new_rows(n_features - existing)
         for array, old, new in zip(_SIDE_ARRAYS, current, fresh):
-            if new is None:
-                combined = None
-            elif old is None:
-                combined = np.ascontiguousarray(new)
+            if new is None or old is None:
+                combined = new
             else:
-                combined = np.ascontiguousarray(np.concatenate([old, new]))
+                combined = aligned_empty((old.shape[0] + new.shape[0],) + old.shape[1:])
+                np.concatenate([old, new], out=combined)
             setattr(self, self._array_attribute(side, array), combined)
+
+    def _align_parameters(self):
+        """Give the kernels cache-aligned parameter arrays: arrays made here already are; ones that
+        came from elsewhere (``load``, unpickling, ``copy.deepcopy``) are copied once."""
+        for side in ("user", "item"):
+            for array in _SIDE_ARRAYS:
+                name = self._array_attribute(side, array)
+                value = getattr(self, name)
+                if value is not None:
+                    setattr(self, name, cache_aligned(value))
 
     # ------------------------------------------------------------------ training
     def fit(
@@ -448,6 +456,7 @@ class FastRank:
             _script = np.ascontiguousarray(_script, dtype=np.int32)
             if _script.size and _script.min() < 0:
                 raise ValueError("a scripted sampler needs non-negative draws")
+        self._align_parameters()
         kernel_arguments = dict(
             loss=LOSSES[self.loss],
             positive_indptr=examples["positive_indptr"],
