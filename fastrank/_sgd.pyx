@@ -11,7 +11,7 @@ cimport cython
 import numpy as np
 from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport expf, logf, sqrtf, floorf, fabsf, tanhf
-from libc.stdint cimport uint64_t
+from libc.stdint cimport uint64_t, uintptr_t
 from libc.stdlib cimport malloc, free
 
 from fastrank._common cimport (
@@ -63,6 +63,8 @@ cdef float MAX_LOSS = 10.0
 cdef int BPR_TRIES = 100
 # How many WARP candidates ahead of the one being scored are prefetched.
 cdef int PREFETCH_DRAWS = 4
+cdef enum:
+    CACHE_LINE_BYTES = 64
 # With features: how many draws before its rows a candidate's CSR feature ids are prefetched.
 cdef int IDS_AHEAD = 2
 # Feature path: how many features at the start of a CSR row are prefetched. In matrices built by
@@ -222,7 +224,8 @@ cdef struct Model:
 
 cdef struct Workspace:
     Sampler sampler
-    float* user_buffer
+    void* buffers_allocation          # what malloc returned for the float buffers below
+    float* user_buffer                # the start of those buffers, on a cache line
     float* positive_buffer
     float* negative_buffer
     float* user_gradient
@@ -850,11 +853,16 @@ def run_epoch(int loss,
         thread = threadid()
         work = <Workspace*>malloc(sizeof(Workspace))
         if work != NULL:
-            work.user_buffer = <float*>malloc((10 + kept_representations) * no_components * sizeof(float))
+            # one cache line spare, so that the buffers can start on one (malloc gives 16 bytes):
+            # 8-float loads of a buffer then never straddle two lines
+            work.buffers_allocation = malloc((10 + kept_representations) * no_components * sizeof(float)
+                                             + CACHE_LINE_BYTES)
+            work.user_buffer = <float*>((<uintptr_t>work.buffers_allocation + CACHE_LINE_BYTES - 1)
+                                        & ~(<uintptr_t>CACHE_LINE_BYTES - 1))
             work.rank_keys = <unsigned long long*>malloc(
                 scored_capacity * (sizeof(unsigned long long) + sizeof(int) + 2 * sizeof(float)))
-            if work.user_buffer == NULL or work.rank_keys == NULL:
-                free(work.user_buffer)
+            if work.buffers_allocation == NULL or work.rank_keys == NULL:
+                free(work.buffers_allocation)
                 free(work.rank_keys)
                 free(work)
                 work = NULL
@@ -899,7 +907,7 @@ def run_epoch(int loss,
                 warp_kos_step(&model, work, example_users[position])
 
         if work != NULL:
-            free(work.user_buffer)
+            free(work.buffers_allocation)
             free(work.rank_keys)
             free(work)
 
