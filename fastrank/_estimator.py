@@ -1069,7 +1069,7 @@ class FastRank:
                     raise ValueError(f"{path}: array {key} has inconsistent shape {value.shape}")
                 if not np.all(np.isfinite(value)):
                     raise ValueError(f"{path}: array {key} contains non-finite values")
-                setattr(model, model._array_attribute(side, array), np.ascontiguousarray(value))
+                setattr(model, model._array_attribute(side, array), cache_aligned(value))
         return model
 
 

@@ -157,6 +157,7 @@ def test_parameter_arrays_start_on_cache_lines(tmp_path, schedule):
     model.fit_partial(random_interactions(n_users=35, n_items=26, seed=1), epochs=1)  # grows both sides
     assert model.user_embeddings.shape[0] == 35 and set(offsets_from_cache_lines(model).values()) == {0}
     model.save(tmp_path / "model.npz")
+    assert set(offsets_from_cache_lines(FastRank.load(tmp_path / "model.npz")).values()) == {0}
     for copy_ in (FastRank.load(tmp_path / "model.npz"), pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
         before = copy_.item_embeddings.copy()
         copy_.fit_partial(random_interactions(n_users=35, n_items=26, seed=1), epochs=0)
