@@ -149,6 +149,24 @@ cdef inline float dot(const float* a, const float* b, int n) noexcept nogil:
     return fastrank_dot(a, b, n)
 
 
+cdef inline void point_feature_rows(FeatureSide* side, object features):
+    """Point ``side`` at a feature matrix as ``_validation.packed_feature_rows`` makes it (None:
+    identity); needs the GIL. The arrays must outlive every use of ``side``."""
+    cdef const int[::1] indptr
+    cdef const int[:, ::1] entries
+    if features is None:
+        side.identity = 1
+        side.indptr = NULL
+        side.entries = NULL
+        return
+    side.identity = 0
+    indptr = features[0]
+    entries = features[1]
+    side.indptr = &indptr[0]
+    # an empty feature matrix has no entries to point at; its rows are then all empty
+    side.entries = <const fastrank_feature_entry*>&entries[0, 0] if entries.shape[0] > 0 else NULL
+
+
 cdef inline const float* representation(const FeatureSide* side, int row, int no_components,
                                         float* buffer, float* bias) noexcept nogil:
     """Embedding and bias of one user/item: a pointer to its row (identity) or the weighted sum
@@ -175,8 +193,7 @@ cdef inline const float* scored_representation(const FeatureSide* side, int row,
     cdef const float* row_repr
     cdef int start
     if side.identity:
-        bias[0] = side.biases[row]
-        row_repr = side.embeddings + <Py_ssize_t>row * no_components
+        row_repr = representation(side, row, no_components, buffer, bias)
         score[0] = dot(user_repr, row_repr, no_components) + bias[0]
         return row_repr
     start = side.indptr[row]

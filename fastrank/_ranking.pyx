@@ -22,14 +22,12 @@ from libc.limits cimport INT_MAX
 from scipy.linalg.cython_blas cimport sgemm
 
 from fastrank._common cimport (
-    FeatureSide, dot, fastrank_count_before, fastrank_detect_cpu, fastrank_feature_entry, representation,
+    FeatureSide, dot, fastrank_count_before, fastrank_detect_cpu, point_feature_rows, representation,
 )
 
 
 cdef void point_side(FeatureSide* side, object features, float[:, ::1] embeddings, float[::1] biases):
     """Point ``side`` at a feature matrix (None = identity) and its parameters; needs the GIL."""
-    cdef const int[::1] indptr
-    cdef const int[:, ::1] entries
     side.embeddings = &embeddings[0, 0]
     side.biases = &biases[0]
     side.embedding_acc = NULL
@@ -37,16 +35,7 @@ cdef void point_side(FeatureSide* side, object features, float[:, ::1] embedding
     side.embedding_momentum = NULL
     side.bias_momentum = NULL
     side.alpha = 0.0
-    if features is None:
-        side.identity = 1
-        side.indptr = NULL
-        side.entries = NULL
-    else:
-        side.identity = 0
-        indptr = features[0]
-        entries = features[1]
-        side.indptr = &indptr[0]
-        side.entries = <const fastrank_feature_entry*>&entries[0, 0] if entries.shape[0] > 0 else NULL
+    point_feature_rows(side, features)
 
 
 def predict_pairs(const int[::1] user_ids, const int[::1] item_ids,

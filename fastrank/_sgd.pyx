@@ -19,8 +19,8 @@ from fastrank._common cimport (
     FASTRANK_HAVE_OPENMP, FASTRANK_PREFETCH, FeatureSide, fastrank_adagrad_row, fastrank_adadelta_row, fastrank_sgd_row, fastrank_pairwise_gradients,
     fastrank_detect_cpu, fastrank_simd_level, fastrank_sorted_contains, fastrank_rank_key, fastrank_key_score,
     fastrank_key_item, fastrank_kth_key, Sampler, sampler_init, sampler_start_example, example_stream, stream_draw, draw_below, peek_below,
-    prefetch_floats, fastrank_feature_entry,
-    dot, representation, scored_representation, fastrank_score_rows,
+    prefetch_floats,
+    dot, representation, scored_representation, fastrank_score_rows, point_feature_rows,
 )
 
 cdef enum:
@@ -709,8 +709,6 @@ cdef inline void prefetch_ahead(const Model* model, int loss, const int[::1] use
 
 cdef void fill_side(FeatureSide* side, object features, tuple parameters, float alpha):
     """Point ``side`` at the arrays of one side (users or items); requires the GIL."""
-    cdef const int[::1] indptr
-    cdef const int[:, ::1] entries
     cdef float[:, ::1] embeddings = parameters[0]
     cdef float[::1] biases = parameters[1]
     cdef float[:, ::1] embedding_acc
@@ -734,17 +732,7 @@ cdef void fill_side(FeatureSide* side, object features, tuple parameters, float 
         side.embedding_momentum = &embedding_momentum[0, 0]
         side.bias_momentum = &bias_momentum[0]
     side.alpha = alpha
-    if features is None:
-        side.identity = 1
-        side.indptr = NULL
-        side.entries = NULL
-    else:
-        side.identity = 0
-        indptr = features[0]
-        entries = features[1]
-        side.indptr = &indptr[0]
-        # an empty feature matrix has no entries to point at; its rows are then all empty
-        side.entries = <const fastrank_feature_entry*>&entries[0, 0] if entries.shape[0] > 0 else NULL
+    point_feature_rows(side, features)
 
 
 cdef int most_positives(const int[::1] indptr) noexcept:
