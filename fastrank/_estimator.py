@@ -481,12 +481,17 @@ class FastRank:
             num_threads=num_threads,
             script=_script,
         )
+        # Threads each take one block of the user-sorted examples, so that no two update the
+        # same user's rows (see _sgd.shuffled_examples); without OpenMP one thread runs every
+        # block in turn, so the order is then the single-thread one.
+        blocks = num_threads if _sgd.openmp_enabled() else 1
         for _ in _epoch_range(epochs, verbose):
             shuffle_seed = int(self._rng.integers(0, 2**63))
             seed = int(self._rng.integers(0, 2**63))
             # The kernel walks the examples in memory order, so they are gathered shuffled.
             users, items, labels, weights = _sgd.shuffled_examples(
-                shuffle_seed, examples["users"], examples["items"], examples["labels"], examples["weights"]
+                shuffle_seed, examples["users"], examples["items"], examples["labels"], examples["weights"],
+                blocks=blocks,
             )
             _sgd.run_epoch(
                 example_users=users,

@@ -557,6 +557,71 @@ def test_shuffled_order_is_a_seeded_permutation():
     assert np.bincount(firsts, minlength=10).min() > 120
 
 
+def test_blocked_shuffle_keeps_each_block_within_its_range():
+    from fastrank._sgd import shuffled_order, shuffled_examples
+
+    n, blocks = 1001, 3
+    bounds = [n * block // blocks for block in range(blocks + 1)]
+    order = shuffled_order(7, n, blocks)
+    assert np.array_equal(order, shuffled_order(7, n, blocks))
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        assert np.array_equal(np.sort(order[start:stop]), np.arange(start, stop))
+        assert not np.array_equal(order[start:stop], np.arange(start, stop))
+    # the blocks are not shuffled alike (blocks 1 and 2 have the same size), and one block is
+    # the unblocked shuffle
+    assert not np.array_equal(order[bounds[1]:bounds[2]] - bounds[1], order[bounds[2]:] - bounds[2])
+    np.testing.assert_array_equal(shuffled_order(7, n, 1), shuffled_order(7, n))
+    # examples sorted by user (as fit passes them): each block holds its own range of users
+    users = np.repeat(np.arange(50, dtype=np.int32), np.arange(1, 51)).astype(np.int32)
+    items = np.arange(users.size, dtype=np.int32)
+    labels = items.astype(np.float32)
+    out_users, out_items, out_labels, no_weights = shuffled_examples(11, users, items, labels, blocks=2)
+    cut = users.size // 2
+    assert out_users[:cut].max() <= out_users[cut:].min()
+    expected = shuffled_order(11, users.size, 2)
+    np.testing.assert_array_equal(out_items, expected)
+    np.testing.assert_array_equal(out_users, users[expected])
+    np.testing.assert_array_equal(out_labels, labels[expected])
+    assert no_weights is None
+    # more blocks than examples: the empty blocks are skipped
+    assert np.array_equal(np.sort(shuffled_order(3, 2, 5)), [0, 1])
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="blocks"):
+            shuffled_examples(1, users, items, blocks=bad)
+        with pytest.raises(ValueError, match="blocks"):
+            shuffled_order(1, 10, bad)
+
+
+@pytest.mark.skipif(not fastrank._sgd.openmp_enabled(), reason="threads need OpenMP")
+def test_threads_train_on_their_own_users(monkeypatch):
+    """fit gives each thread one block of the user-sorted examples."""
+    from fastrank import _sgd
+
+    seen = []
+    real = _sgd.shuffled_examples
+
+    def spy(*args, blocks=1, **kwargs):
+        seen.append((np.asarray(args[1]).copy(), blocks))
+        return real(*args, blocks=blocks, **kwargs)
+
+    monkeypatch.setattr(_sgd, "shuffled_examples", spy)
+    interactions = random_interactions()
+    FastRank(random_state=0).fit(interactions, epochs=2, num_threads=3)
+    assert [blocks for _, blocks in seen] == [3, 3]
+    assert all(np.all(np.diff(users) >= 0) for users, _ in seen)
+    FastRank(random_state=0).fit(interactions, epochs=1)
+    assert seen[-1][1] == 1
+
+
+@pytest.mark.parametrize("loss", ["warp", "bpr", "logistic", "warp-kos"])
+def test_more_threads_than_examples(loss):
+    interactions = sp.coo_matrix((np.ones(2, dtype=np.float32), ([0, 1], [1, 2])), shape=(3, 4))
+    model = FastRank(no_components=4, loss=loss, random_state=0).fit(interactions, epochs=0)
+    before = model.item_embeddings.copy()
+    model.fit_partial(interactions, epochs=3, num_threads=4)
+    assert np.isfinite(model.item_embeddings).all() and not np.array_equal(before, model.item_embeddings)
+
+
 def test_save_keeps_extra_arrays(tmp_path):
     model = FastRank(random_state=0).fit(random_interactions())
     path = tmp_path / "model.npz"
