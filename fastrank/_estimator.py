@@ -327,9 +327,16 @@ class FastRank:
                 np.concatenate([old, new], out=combined)
             setattr(self, self._array_attribute(side, array), combined)
 
+    def __setstate__(self, state):
+        # Unpickling and copy.deepcopy rebuild arrays wherever numpy puts them: align them here,
+        # so that the copy, not the first training call, owns the arrays a user then holds.
+        self.__dict__.update(state)
+        if self._is_fitted():
+            self._align_parameters()
+
     def _align_parameters(self):
-        """Give the kernels cache-aligned parameter arrays: arrays made here already are; ones that
-        came from elsewhere (``load``, unpickling, ``copy.deepcopy``) are copied once."""
+        """Give the kernels cache-aligned parameter arrays: arrays made here, by ``load``, by
+        unpickling or by ``copy.deepcopy`` already are; ones assigned by hand are copied once."""
         for side in ("user", "item"):
             for array in _SIDE_ARRAYS:
                 name = self._array_attribute(side, array)

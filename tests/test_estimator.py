@@ -159,11 +159,15 @@ def test_parameter_arrays_start_on_cache_lines(tmp_path, schedule):
     model.save(tmp_path / "model.npz")
     assert set(offsets_from_cache_lines(FastRank.load(tmp_path / "model.npz")).values()) == {0}
     for copy_ in (FastRank.load(tmp_path / "model.npz"), pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+        # aligned as soon as it exists: an array taken from it keeps following the model
+        assert set(offsets_from_cache_lines(copy_).values()) == {0}
+        held = copy_.item_embeddings
         before = copy_.item_embeddings.copy()
         copy_.fit_partial(random_interactions(n_users=35, n_items=26, seed=1), epochs=0)
         assert np.array_equal(copy_.item_embeddings, before)
         copy_.fit_partial(random_interactions(n_users=35, n_items=26, seed=1), epochs=1)
         assert set(offsets_from_cache_lines(copy_).values()) == {0}
+        assert held is copy_.item_embeddings and not np.array_equal(held, before)
     buffer = np.zeros(model.item_embeddings.size + 4, dtype=np.float32)
     shifted = buffer[1:1 + model.item_embeddings.size].reshape(model.item_embeddings.shape)
     shifted[...] = model.item_embeddings
