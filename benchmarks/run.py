@@ -129,7 +129,7 @@ def main(argv=None):
         json_path = os.path.join(scratch, "training.json")
         for title, script, arguments in [
             ("Training throughput", "train_throughput.py", ["--markdown", "--quiet", "--json", json_path, *next_args]),
-            ("Thread scaling", "thread_scaling.py", ["--markdown", "--rounds", "2", *scaling]),
+            ("Thread scaling", "thread_scaling.py", ["--markdown", "--rounds", "3", *scaling]),
             ("Training throughput with side features", "hybrid_throughput.py", ["--markdown", *next_args]),
             ("Evaluation and recommendation", "evaluation_speed.py", ["--markdown", *next_args]),
             ("Popularity debiasing", "debias.py", ["--markdown"]),

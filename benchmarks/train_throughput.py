@@ -131,7 +131,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=3,
                    help="timed epochs per model (after one warm-up epoch)")
     p.add_argument("--warmup", type=int, default=1, help="untimed warm-up epochs per model")
-    p.add_argument("--rounds", type=int, default=2,
+    p.add_argument("--rounds", type=int, default=3,
                    help="rounds of the first table (each row once per round, every library a fresh "
                         "model); its pos/s are medians over the rounds")
     p.add_argument("--stat", choices=("best", "median"), default="median",
