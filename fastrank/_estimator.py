@@ -37,6 +37,35 @@ FORMAT_VERSION = 1
 _SIDE_ARRAYS = ("embeddings", "biases", "embedding_acc", "bias_acc", "embedding_momentum", "bias_momentum")
 
 
+# Users are laid out in runs of consecutive ids: 16 float32 biases fill one cache line, so no
+# bias line (nor the neighbouring embedding rows a hardware prefetcher pulls in) is written by two
+# threads except where a cut between blocks falls.
+_USERS_PER_RUN = 16
+
+
+def _thread_user_order(n_users, rng):
+    """The order in which to lay out users before cutting the examples into one block per thread.
+
+    Parameters
+    ----------
+    n_users : int
+        Number of users (ids ``0 .. n_users - 1``).
+    rng : numpy.random.Generator
+        Source of the random order.
+
+    Returns
+    -------
+    int32 array of shape (n_users,)
+        A permutation of the user ids: runs of ``_USERS_PER_RUN`` consecutive ids, the runs in a
+        random order. Each thread then gets a random sample of runs, so an id order that follows
+        activity (the busiest users first, say) does not give one thread all the cheap,
+        cache-resident rows, while a run's rows and biases stay with one thread.
+    """
+    runs = rng.permutation(-(-n_users // _USERS_PER_RUN))
+    order = (runs[:, None] * _USERS_PER_RUN + np.arange(_USERS_PER_RUN)).ravel()
+    return np.ascontiguousarray(order[order < n_users], dtype=np.int32)
+
+
 def _positive_integer(value):
     # the kernels take C ints
     return is_integer(value) and 1 <= value <= np.iinfo(np.int32).max
@@ -488,17 +517,17 @@ class FastRank:
             num_threads=num_threads,
             script=_script,
         )
-        # Threads each take one block of the user-sorted examples, so that no two update the
-        # same user's rows (see _sgd.shuffled_examples); without OpenMP one thread runs every
-        # block in turn, so the order is then the single-thread one.
-        blocks = num_threads if _sgd.openmp_enabled() else 1
+        # Each thread trains on its own users (see _sgd.shuffled_examples); without OpenMP
+        # there is one thread, and one block keeps the single-thread order.
+        n_blocks = num_threads if _sgd.openmp_enabled() else 1
+        user_order = _thread_user_order(n_users, self._rng) if n_blocks > 1 else None
         for _ in _epoch_range(epochs, verbose):
             shuffle_seed = int(self._rng.integers(0, 2**63))
             seed = int(self._rng.integers(0, 2**63))
             # The kernel walks the examples in memory order, so they are gathered shuffled.
-            users, items, labels, weights = _sgd.shuffled_examples(
+            users, items, labels, weights, block_bounds = _sgd.shuffled_examples(
                 shuffle_seed, examples["users"], examples["items"], examples["labels"], examples["weights"],
-                blocks=blocks,
+                user_order=user_order, n_blocks=n_blocks,
             )
             _sgd.run_epoch(
                 example_users=users,
@@ -506,6 +535,7 @@ class FastRank:
                 example_labels=labels,
                 example_weights=weights,
                 seed=seed,
+                block_bounds=block_bounds,
                 **kernel_arguments,
             )
             # Drop this epoch's shuffled copies before the next are made: peak memory of fit.

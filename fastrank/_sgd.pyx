@@ -11,7 +11,7 @@ cimport cython
 import numpy as np
 from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport expf, logf, sqrtf, floorf, fabsf, tanhf
-from libc.stdint cimport uint64_t, uintptr_t
+from libc.stdint cimport int64_t, uint64_t, uintptr_t
 from libc.stdlib cimport malloc, free
 
 from fastrank._common cimport (
@@ -132,9 +132,8 @@ cdef void fisher_yates(uint64_t seed, int* order, Py_ssize_t n) noexcept nogil:
 
 
 cdef inline Py_ssize_t block_start(Py_ssize_t n, int blocks, int block) noexcept nogil:
-    """Where block ``block`` of ``blocks`` equal, contiguous ranges of ``n`` examples starts
-    (``block == blocks`` gives ``n``): the one cut that :func:`shuffled_examples` and
-    :func:`run_epoch` share."""
+    """Where block ``block`` of ``blocks`` equal, contiguous ranges of ``n`` examples starts: the
+    cut of :func:`shuffled_examples`, and of :func:`run_epoch` given no block bounds."""
     return n * block // blocks
 
 
@@ -148,29 +147,14 @@ cdef inline uint64_t block_seed(uint64_t seed, int blocks, int block) noexcept n
     return splitmix64(&state)
 
 
-cdef int check_blocks(int blocks) except -1:
-    if blocks < 1:
-        raise ValueError(f"blocks must be >= 1, got {blocks}")
-    return 0
-
-
-def shuffled_order(unsigned long long seed, Py_ssize_t n, int blocks=1):
-    """The visiting order :func:`shuffled_examples` uses for ``seed`` and ``blocks``: int32 array
-    of shape (n,), each block's positions a permutation of that block's own indices."""
-    check_blocks(blocks)
+def shuffled_order(unsigned long long seed, Py_ssize_t n):
+    """The visiting order :func:`shuffled_examples` uses for ``seed`` with one block: int32
+    array of shape (n,)."""
     order = np.empty(n, dtype=np.int32)
     cdef int[::1] view = order
-    cdef int block
-    cdef Py_ssize_t start, stop, i
     if n > 0:
         with nogil:
-            for block in range(blocks):
-                start = block_start(n, blocks, block)
-                stop = block_start(n, blocks, block + 1)
-                if stop > start:
-                    fisher_yates(block_seed(seed, blocks, block), &view[start], stop - start)
-                    for i in range(start, stop):
-                        view[i] += <int>start
+            fisher_yates(seed, &view[0], n)
     return order
 
 
@@ -201,55 +185,132 @@ cdef void shuffle_in_place(uint64_t seed, int* users, int* items, float* labels,
             weights[j] = swap_float
 
 
+cdef int group_by_user_order(const int* users, const int* items, const float* labels, const float* weights,
+                             Py_ssize_t n, const int* user_order, Py_ssize_t n_users,
+                             int* out_users, int* out_items, float* out_labels, float* out_weights,
+                             int64_t* next_position) noexcept nogil:
+    """Copy the examples into ``out_*`` grouped by user, the users in ``user_order`` (a stable
+    counting sort; ``next_position`` is scratch of ``n_users`` entries). Returns 1, having written
+    nothing to ``out_*``, when ``user_order`` is not a permutation of ``0 .. n_users - 1`` or an
+    example's user is outside it; else 0."""
+    cdef Py_ssize_t i, user
+    cdef int64_t start = 0
+    for user in range(n_users):
+        next_position[user] = -1
+    for i in range(n_users):
+        user = user_order[i]
+        if user < 0 or user >= n_users or next_position[user] != -1:
+            return 1
+        next_position[user] = 0
+    for i in range(n):
+        user = users[i]
+        if user < 0 or user >= n_users:
+            return 1
+        next_position[user] += 1
+    for i in range(n_users):
+        user = user_order[i]
+        start += next_position[user]
+        next_position[user] = start - next_position[user]
+    for i in range(n):
+        user = users[i]
+        out_users[next_position[user]] = users[i]
+        out_items[next_position[user]] = items[i]
+        if labels != NULL:
+            out_labels[next_position[user]] = labels[i]
+        if weights != NULL:
+            out_weights[next_position[user]] = weights[i]
+        next_position[user] += 1
+    return 0
+
+
 def shuffled_examples(unsigned long long seed, const int[::1] users, const int[::1] items,
-                      const float[::1] labels=None, const float[::1] weights=None, int blocks=1):
-    """The training examples in a random order, as new arrays (users, items, labels, weights);
-    ``labels`` and ``weights`` may be None (then None is returned in their place).
+                      const float[::1] labels=None, const float[::1] weights=None,
+                      const int[::1] user_order=None, int n_blocks=1):
+    """The training examples in a random order, as new arrays, cut into blocks of users.
 
-    With ``blocks`` > 1 the examples are cut into that many equal, contiguous ranges (the cut
-    :func:`run_epoch` gives its threads) and each range is shuffled within itself. ``fit`` passes
-    examples sorted by user and one block per thread, so each thread visits its own range of
-    users in a random order: a user's rows are then updated by one thread only (only the users
-    at a cut are shared), where a global shuffle had every thread writing every user's rows.
-    On small models that cache-line traffic between cores is what limits the speed-up.
+    Parameters
+    ----------
+    seed : int
+        Seed of the shuffle.
+    users, items : int32 array of shape (n_examples,)
+        Each example's user and item.
+    labels, weights : float32 array of shape (n_examples,) or None
+        Per-example values and weights; None is returned in the place of a None.
+    user_order : int32 array of shape (n_users,), optional
+        A permutation of the user ids. The examples are laid out user by user in this order,
+        then cut into ``n_blocks`` blocks of equal size (only a user at a cut is in two), and
+        each block is shuffled within itself. None: one block, the whole set shuffled.
+    n_blocks : int, default 1
+        How many blocks to cut.
 
-    Shuffles copies in place, in C: numpy's permutation plus fancy-index gathers cost a
-    noticeable share of an epoch on small data sets, and a permutation array would add four
-    bytes per example to the peak memory of ``fit``.
+    Returns
+    -------
+    users, items, labels, weights : arrays like the inputs
+        The examples of block 0 (in a random order), then those of block 1, and so on.
+    bounds : int64 array of shape (n_blocks + 1,)
+        Block ``b`` is at positions ``bounds[b]:bounds[b + 1]``.
+
+    ``fit`` gives each thread one block (:func:`run_epoch`'s ``block_bounds``), so a user's rows
+    are updated by one thread only: on small models, threads writing the same rows (every
+    user's, under a global shuffle) is what limits the speed-up. With one block the order is
+    ``array[shuffled_order(seed, n)]``.
+
+    Shuffles in place, in C: numpy's permutation plus fancy-index gathers cost a noticeable
+    share of an epoch on small data sets, and a permutation array would add four bytes per
+    example to the peak memory of ``fit``.
     """
     cdef Py_ssize_t n = users.shape[0]
     cdef Py_ssize_t start, stop
-    cdef int block
+    cdef int block, failed = 0
     if items.shape[0] != n or (labels is not None and labels.shape[0] != n) or (
             weights is not None and weights.shape[0] != n):
         raise ValueError("the example arrays must have the same length")
-    check_blocks(blocks)
-    out_users = np.array(users, dtype=np.int32, copy=True)
-    out_items = np.array(items, dtype=np.int32, copy=True)
-    out_labels = None if labels is None else np.array(labels, dtype=np.float32, copy=True)
-    out_weights = None if weights is None else np.array(weights, dtype=np.float32, copy=True)
+    if n_blocks < 1:
+        raise ValueError(f"n_blocks must be >= 1, got {n_blocks}")
+    if user_order is None and n_blocks != 1:
+        raise ValueError("more than one block needs user_order")
+    # one block: copies, shuffled in place below; several: filled by group_by_user_order first
+    copy = user_order is None
+    out_users = np.array(users, dtype=np.int32, copy=True) if copy else np.empty(n, dtype=np.int32)
+    out_items = np.array(items, dtype=np.int32, copy=True) if copy else np.empty(n, dtype=np.int32)
+    out_labels = None if labels is None else (
+        np.array(labels, dtype=np.float32, copy=True) if copy else np.empty(n, dtype=np.float32))
+    out_weights = None if weights is None else (
+        np.array(weights, dtype=np.float32, copy=True) if copy else np.empty(n, dtype=np.float32))
+    bounds = np.array([block_start(n, n_blocks, block) for block in range(n_blocks + 1)], dtype=np.int64)
+    if n == 0:
+        return out_users, out_items, out_labels, out_weights, bounds
     cdef int[::1] u = out_users
     cdef int[::1] it = out_items
     cdef float[::1] lab
     cdef float[::1] w
     cdef float* label_pointer = NULL
     cdef float* weight_pointer = NULL
-    if out_labels is not None and n > 0:
+    cdef int64_t[::1] scratch
+    if out_labels is not None:
         lab = out_labels
         label_pointer = &lab[0]
-    if out_weights is not None and n > 0:
+    if out_weights is not None:
         w = out_weights
         weight_pointer = &w[0]
-    if n > 1:
+    if user_order is not None:
+        scratch = np.empty(max(user_order.shape[0], 1), dtype=np.int64)
         with nogil:
-            for block in range(blocks):
-                start = block_start(n, blocks, block)
-                stop = block_start(n, blocks, block + 1)
-                if stop - start > 1:
-                    shuffle_in_place(block_seed(seed, blocks, block), &u[start], &it[start],
-                                     label_pointer + start if label_pointer != NULL else NULL,
-                                     weight_pointer + start if weight_pointer != NULL else NULL, stop - start)
-    return out_users, out_items, out_labels, out_weights
+            failed = group_by_user_order(&users[0], &items[0], &labels[0] if labels is not None else NULL,
+                                         &weights[0] if weights is not None else NULL, n,
+                                         &user_order[0] if user_order.shape[0] > 0 else NULL, user_order.shape[0],
+                                         &u[0], &it[0], label_pointer, weight_pointer, &scratch[0])
+        if failed:
+            raise ValueError("user_order must be a permutation of the user ids, covering every user in users")
+    with nogil:
+        for block in range(n_blocks):
+            start = block_start(n, n_blocks, block)
+            stop = block_start(n, n_blocks, block + 1)
+            if stop - start > 1:
+                shuffle_in_place(block_seed(seed, n_blocks, block), &u[start], &it[start],
+                                 label_pointer + start if label_pointer != NULL else NULL,
+                                 weight_pointer + start if weight_pointer != NULL else NULL, stop - start)
+    return out_users, out_items, out_labels, out_weights, bounds
 
 
 cdef struct Model:
@@ -830,7 +891,7 @@ def run_epoch(int loss,
               int max_sampled, int k, int n,
               int debias, float debias_weight,
               unsigned long long seed, int num_threads,
-              const int[::1] script=None):
+              const int[::1] script=None, const int64_t[::1] block_bounds=None):
     """Run one epoch of Hogwild SGD, updating the parameter arrays in place.
 
     Parameters
@@ -840,8 +901,7 @@ def run_epoch(int loss,
     example_users, example_items : int32 array of shape (n_examples,)
         The user and item of each training example, in the (shuffled) order to visit them;
         WARP-KOS uses only the user. Visiting memory in order lets the next example's parameter
-        rows be prefetched. Thread ``t`` of ``num_threads`` visits block ``t`` of the cut
-        :func:`shuffled_examples` makes with ``blocks=num_threads``.
+        rows be prefetched.
     example_labels, example_weights : float32 array of shape (n_examples,) or None
         Interaction value of each example (logistic: > 0 positive; required by logistic only)
         and its sample weight (None: every weight is 1).
@@ -860,10 +920,14 @@ def run_epoch(int loss,
         Popularity-debiasing regulariser (a ``DEBIAS`` code; BPR and WARP only) and its weight.
     script : int32 array, optional
         Test hook: draws returned, in order, instead of random ones (single thread only).
+    block_bounds : int64 array of shape (n_blocks + 1,), optional
+        Blocks of examples (as :func:`shuffled_examples` returns them), each visited by one
+        thread; block ``b`` goes to thread ``b % num_threads``. None: ``num_threads`` equal,
+        contiguous blocks.
     """
     cdef Model model
     cdef Py_ssize_t n_visits = example_users.shape[0]
-    cdef int thread, block
+    cdef int thread, block, n_blocks
     cdef int[1] allocation_failed
     cdef Workspace* work
     cdef int scored_capacity = 1, kept_representations = 0
@@ -878,6 +942,13 @@ def run_epoch(int loss,
         raise ValueError("the logistic loss needs example labels")
     if num_threads < 1:
         raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+    if block_bounds is None:
+        block_bounds = np.array([block_start(n_visits, num_threads, block) for block in range(num_threads + 1)],
+                                dtype=np.int64)
+    n_blocks = block_bounds.shape[0] - 1
+    if n_blocks < 1 or block_bounds[0] != 0 or block_bounds[n_blocks] != n_visits or np.any(
+            np.diff(np.asarray(block_bounds)) < 0):
+        raise ValueError("block_bounds must rise from 0 to the number of examples")
     if n_visits > 0:
         if example_labels is not None:
             labels = &example_labels[0]
@@ -950,13 +1021,12 @@ def run_epoch(int loss,
                 work.sampler.script = script_pointer
                 work.sampler.script_length = script_length
 
-        # One block of examples per thread, cut as shuffled_examples cut them (see there).
-        for block in prange(num_threads, schedule="static", chunksize=1):
+        # a block per thread: fit gives each its own users (see shuffled_examples)
+        for block in prange(n_blocks, schedule="static", chunksize=1):
             if work == NULL:
                 continue
             run_block(&model, work, loss, example_users, example_items, labels, weights,
-                      block_start(n_visits, num_threads, block), block_start(n_visits, num_threads, block + 1),
-                      n_visits, seed)
+                      block_bounds[block], block_bounds[block + 1], n_visits, seed)
 
         if work != NULL:
             free(work.buffers_allocation)

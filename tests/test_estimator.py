@@ -544,13 +544,15 @@ def test_shuffled_order_is_a_seeded_permutation():
     assert not np.array_equal(order, np.arange(1000))
     users = np.arange(1000, dtype=np.int32)
     values = np.arange(1000, dtype=np.float32) * 2
-    out_users, out_items, out_labels, out_weights = shuffled_examples(123, users, users[::-1].copy(), values, values)
+    out_users, out_items, out_labels, out_weights, bounds = shuffled_examples(
+        123, users, users[::-1].copy(), values, values)
+    np.testing.assert_array_equal(bounds, [0, 1000])
     np.testing.assert_array_equal(out_users, order)
     np.testing.assert_array_equal(out_items, 999 - order)
     np.testing.assert_array_equal(out_labels, order * 2.0)
     np.testing.assert_array_equal(out_weights, order * 2.0)
     # without labels or weights only the ids are shuffled (no all-ones arrays are made)
-    bare_users, bare_items, no_labels, no_weights = shuffled_examples(123, users, users[::-1].copy())
+    bare_users, bare_items, no_labels, no_weights, _ = shuffled_examples(123, users, users[::-1].copy())
     np.testing.assert_array_equal(bare_users, order)
     np.testing.assert_array_equal(bare_items, 999 - order)
     assert no_labels is None and no_weights is None
@@ -561,60 +563,133 @@ def test_shuffled_order_is_a_seeded_permutation():
     assert np.bincount(firsts, minlength=10).min() > 120
 
 
-def test_blocked_shuffle_keeps_each_block_within_its_range():
+def test_blocked_shuffle_cuts_users_in_the_given_order():
     from fastrank._sgd import shuffled_order, shuffled_examples
 
-    n, blocks = 1001, 3
-    bounds = [n * block // blocks for block in range(blocks + 1)]
-    order = shuffled_order(7, n, blocks)
-    assert np.array_equal(order, shuffled_order(7, n, blocks))
-    for start, stop in zip(bounds[:-1], bounds[1:]):
-        assert np.array_equal(np.sort(order[start:stop]), np.arange(start, stop))
-        assert not np.array_equal(order[start:stop], np.arange(start, stop))
-    # the blocks are not shuffled alike (blocks 1 and 2 have the same size), and one block is
-    # the unblocked shuffle
-    assert not np.array_equal(order[bounds[1]:bounds[2]] - bounds[1], order[bounds[2]:] - bounds[2])
-    np.testing.assert_array_equal(shuffled_order(7, n, 1), shuffled_order(7, n))
-    # examples sorted by user (as fit passes them): each block holds its own range of users
-    users = np.repeat(np.arange(50, dtype=np.int32), np.arange(1, 51)).astype(np.int32)
-    items = np.arange(users.size, dtype=np.int32)
-    labels = items.astype(np.float32)
-    out_users, out_items, out_labels, no_weights = shuffled_examples(11, users, items, labels, blocks=2)
-    cut = users.size // 2
-    assert out_users[:cut].max() <= out_users[cut:].min()
-    expected = shuffled_order(11, users.size, 2)
-    np.testing.assert_array_equal(out_items, expected)
-    np.testing.assert_array_equal(out_users, users[expected])
-    np.testing.assert_array_equal(out_labels, labels[expected])
-    assert no_weights is None
-    # more blocks than examples: the empty blocks are skipped
-    assert np.array_equal(np.sort(shuffled_order(3, 2, 5)), [0, 1])
-    for bad in (0, -1):
-        with pytest.raises(ValueError, match="blocks"):
-            shuffled_examples(1, users, items, blocks=bad)
-        with pytest.raises(ValueError, match="blocks"):
-            shuffled_order(1, 10, bad)
+    rng = np.random.default_rng(0)
+    n_users, n_blocks = 40, 3
+    users = np.sort(rng.integers(0, n_users - 1, 2000)).astype(np.int32)  # the last user has no examples
+    items = np.arange(users.size, dtype=np.int32)  # each example's own id
+    labels = items.astype(np.float32) * 2
+    weights = items.astype(np.float32) * 3
+    user_order = rng.permutation(n_users).astype(np.int32)
+    out_users, out_items, out_labels, out_weights, bounds = shuffled_examples(
+        5, users, items, labels, weights, user_order=user_order, n_blocks=n_blocks)
+    np.testing.assert_array_equal(bounds, [0, 666, 1333, 2000])
+    # laid out user by user in user_order, then cut: sorting each block by the users' places in
+    # the order gives back exactly that layout
+    place = np.empty(n_users, dtype=np.int64)
+    place[user_order] = np.arange(n_users)
+    layout = np.argsort(place[users], kind="stable")
+    for block in range(n_blocks):
+        part = slice(bounds[block], bounds[block + 1])
+        np.testing.assert_array_equal(np.sort(out_items[part]), np.sort(layout[part]))
+        np.testing.assert_array_equal(out_users[part], users[out_items[part]])
+        np.testing.assert_array_equal(out_labels[part], labels[out_items[part]])
+        np.testing.assert_array_equal(out_weights[part], weights[out_items[part]])
+        assert not np.array_equal(out_items[part], layout[part])  # shuffled within the block
+    # a user is in two blocks only where a cut falls
+    owners = {}
+    for block in range(n_blocks):
+        for user in np.unique(out_users[bounds[block]:bounds[block + 1]]):
+            owners.setdefault(user, set()).add(block)
+    assert sum(len(blocks) > 1 for blocks in owners.values()) <= n_blocks - 1
+    again = shuffled_examples(5, users, items, labels, weights, user_order=user_order, n_blocks=n_blocks)
+    np.testing.assert_array_equal(again[1], out_items)
+    # one block is the unblocked shuffle of the laid-out examples
+    np.testing.assert_array_equal(shuffled_examples(5, users, items)[1], shuffled_order(5, users.size))
+    identity = np.arange(n_users, dtype=np.int32)
+    np.testing.assert_array_equal(shuffled_examples(5, users, items, user_order=identity)[1],
+                                  shuffled_order(5, users.size))
+    with pytest.raises(ValueError, match="n_blocks"):
+        shuffled_examples(1, users, items, user_order=user_order, n_blocks=0)
+    with pytest.raises(ValueError, match="needs user_order"):
+        shuffled_examples(1, users, items, n_blocks=2)
+    repeated = user_order.copy()
+    repeated[1] = repeated[0]
+    for bad_order in (user_order[:-5], repeated, np.where(user_order == 3, 40, user_order).astype(np.int32),
+                      np.where(user_order == 3, -1, user_order).astype(np.int32)):
+        with pytest.raises(ValueError, match="user_order"):
+            shuffled_examples(1, users, items, user_order=bad_order, n_blocks=n_blocks)
+
+
+def test_thread_user_order():
+    from fastrank._estimator import _thread_user_order
+
+    order = _thread_user_order(1000, np.random.default_rng(2))
+    assert order.dtype == np.int32 and np.array_equal(np.sort(order), np.arange(1000))
+    # runs of 16 consecutive ids stay together, in a random order of runs
+    runs = order // 16
+    assert np.count_nonzero(np.diff(runs)) == 1000 // 16  # 63 runs, each in one piece
+    assert np.all(np.diff(order)[np.diff(runs) == 0] == 1)  # ids ascending within a run
+    assert not np.all(np.diff(runs) > 0)  # runs not in id order
+    np.testing.assert_array_equal(order, _thread_user_order(1000, np.random.default_rng(2)))
+    assert not np.array_equal(order, _thread_user_order(1000, np.random.default_rng(3)))
+    # the busiest users when ids follow activity (the first ids) are spread over both halves
+    place = np.argsort(order)
+    assert (place[:160] < 500).any() and (place[:160] >= 500).any()
+    assert np.array_equal(_thread_user_order(5, np.random.default_rng(0)), np.arange(5))
 
 
 @pytest.mark.skipif(not fastrank._sgd.openmp_enabled(), reason="threads need OpenMP")
 def test_threads_train_on_their_own_users(monkeypatch):
-    """fit gives each thread one block of the user-sorted examples."""
+    """fit lays the users out in runs of 16 ids in a random order and gives each thread one block."""
     from fastrank import _sgd
 
     seen = []
-    real = _sgd.shuffled_examples
+    real_shuffle, real_epoch = _sgd.shuffled_examples, _sgd.run_epoch
 
-    def spy(*args, blocks=1, **kwargs):
-        seen.append((np.asarray(args[1]).copy(), blocks))
-        return real(*args, blocks=blocks, **kwargs)
+    def shuffle_spy(*args, **kwargs):
+        result = real_shuffle(*args, **kwargs)
+        seen.append((kwargs.get("user_order"), kwargs.get("n_blocks"), result))
+        return result
 
-    monkeypatch.setattr(_sgd, "shuffled_examples", spy)
-    interactions = random_interactions()
+    def epoch_spy(**kwargs):
+        users, bounds = seen[-1][2][0], seen[-1][2][4]
+        assert kwargs["example_users"] is users and kwargs["block_bounds"] is bounds
+        return real_epoch(**kwargs)
+
+    monkeypatch.setattr(_sgd, "shuffled_examples", shuffle_spy)
+    monkeypatch.setattr(_sgd, "run_epoch", epoch_spy)
+    interactions = random_interactions(n_users=200)
     FastRank(random_state=0).fit(interactions, epochs=2, num_threads=3)
-    assert [blocks for _, blocks in seen] == [3, 3]
-    assert all(np.all(np.diff(users) >= 0) for users, _ in seen)
+    assert [n_blocks for _, n_blocks, _ in seen] == [3, 3]
+    user_order, _, (users, _, _, _, bounds) = seen[-1]
+    assert np.array_equal(np.sort(user_order), np.arange(200)) and len(bounds) == 4
+    assert not np.array_equal(user_order, np.arange(200))
+    owners = {}
+    for block in range(3):
+        for user in np.unique(users[bounds[block]:bounds[block + 1]]):
+            owners.setdefault(user, set()).add(block)
+    assert sum(len(blocks) > 1 for blocks in owners.values()) <= 2  # only users at the two cuts
     FastRank(random_state=0).fit(interactions, epochs=1)
-    assert seen[-1][1] == 1
+    assert seen[-1][0] is None and seen[-1][1] == 1
+
+
+def test_run_epoch_rejects_bad_block_bounds(monkeypatch):
+    from fastrank import _sgd
+
+    model = FastRank(no_components=4, random_state=0).fit(random_interactions(), epochs=1)
+    calls = []
+    real_epoch = _sgd.run_epoch
+
+    def capture(**kwargs):
+        calls.append(kwargs)
+        return real_epoch(**kwargs)
+
+    monkeypatch.setattr(_sgd, "run_epoch", capture)
+    model.fit_partial(random_interactions(), epochs=1)
+    monkeypatch.undo()
+    arguments = calls[0]
+    n = arguments["example_users"].shape[0]
+    for bounds in ([0, n + 1], [1, n], [0, n // 2, n // 4, n], [0]):
+        with pytest.raises(ValueError, match="block_bounds"):
+            _sgd.run_epoch(**{**arguments, "block_bounds": np.array(bounds, dtype=np.int64)})
+    with pytest.raises(ValueError, match="num_threads"):
+        _sgd.run_epoch(**{**arguments, "num_threads": 0})
+    before = model.item_embeddings.copy()
+    _sgd.run_epoch(**{**arguments, "block_bounds": np.array([0, n // 3, n // 3, n], dtype=np.int64), "num_threads": 2})
+    assert not np.array_equal(before, model.item_embeddings)
 
 
 @pytest.mark.parametrize("loss", ["warp", "bpr", "logistic", "warp-kos"])
