@@ -337,7 +337,11 @@ def test_openmp_flag_and_fallback_warning(monkeypatch):
     assert isinstance(fastrank.openmp_enabled(), bool)
     monkeypatch.setattr(fastrank._estimator._sgd, "openmp_enabled", lambda: False)
     with pytest.warns(RuntimeWarning, match="without OpenMP"):
-        FastRank(random_state=0).fit(random_interactions(), num_threads=2)
+        model = FastRank(random_state=0).fit(random_interactions(), num_threads=2)
+    # one block of examples, so the run is the one-thread run, bit for bit
+    single = FastRank(random_state=0).fit(random_interactions(), num_threads=1)
+    np.testing.assert_array_equal(model.item_embeddings, single.item_embeddings)
+    np.testing.assert_array_equal(model.user_embeddings, single.user_embeddings)
 
 
 # ---------------------------------------------------------------- prediction
