@@ -670,6 +670,21 @@ def test_threads_train_on_their_own_users(monkeypatch):
     assert seen[-1][0] is None and seen[-1][1] == 1
 
 
+@pytest.mark.parametrize("loss", ["warp", "bpr", "logistic"])
+def test_threads_keep_each_examples_weight_and_label(loss):
+    """Blocks carry weights (and logistic's labels) with their examples: users whose
+    interactions all weigh 0 do not move, whatever the thread count."""
+    interactions = random_interactions(n_users=200, negatives=loss == "logistic").tocsr()
+    weights = interactions.copy()
+    weights.data = np.where(np.repeat(np.arange(200), np.diff(weights.indptr)) < 60, 0.0, 1.5).astype(np.float32)
+    start = FastRank(loss=loss, random_state=0).fit(interactions, epochs=0)
+    for num_threads in (1, 3):
+        model = FastRank(loss=loss, random_state=0).fit(interactions, sample_weight=weights, epochs=2,
+                                                        num_threads=num_threads)
+        np.testing.assert_array_equal(model.user_embeddings[:60], start.user_embeddings[:60])
+        assert not np.any(np.all(model.user_embeddings[60:] == start.user_embeddings[60:], axis=1))
+
+
 def test_run_epoch_rejects_bad_block_bounds(monkeypatch):
     from fastrank import _sgd
 
