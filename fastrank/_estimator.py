@@ -520,14 +520,18 @@ class FastRank:
         # Each thread trains on its own users (see _sgd.shuffled_examples); without OpenMP
         # there is one thread, and one block keeps the single-thread order.
         n_blocks = num_threads if _sgd.openmp_enabled() else 1
-        user_order = _thread_user_order(n_users, self._rng) if n_blocks > 1 else None
+        user_order = user_starts = None
+        if n_blocks > 1:
+            user_order = _thread_user_order(n_users, self._rng)
+            user_starts = np.zeros(n_users + 1, dtype=np.int64)
+            np.cumsum(np.bincount(examples["users"], minlength=n_users), out=user_starts[1:])
         for _ in _epoch_range(epochs, verbose):
             shuffle_seed = int(self._rng.integers(0, 2**63))
             seed = int(self._rng.integers(0, 2**63))
             # The kernel walks the examples in memory order, so they are gathered shuffled.
             users, items, labels, weights, block_bounds = _sgd.shuffled_examples(
                 shuffle_seed, examples["users"], examples["items"], examples["labels"], examples["weights"],
-                user_order=user_order, n_blocks=n_blocks,
+                user_order=user_order, user_starts=user_starts, n_blocks=n_blocks,
             )
             _sgd.run_epoch(
                 example_users=users,

@@ -13,6 +13,7 @@ from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport expf, logf, sqrtf, floorf, fabsf, tanhf
 from libc.stdint cimport int64_t, uint64_t, uintptr_t
 from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
 
 from fastrank._common cimport (
     splitmix64,
@@ -185,47 +186,47 @@ cdef void shuffle_in_place(uint64_t seed, int* users, int* items, float* labels,
             weights[j] = swap_float
 
 
-cdef int group_by_user_order(const int* users, const int* items, const float* labels, const float* weights,
-                             Py_ssize_t n, const int* user_order, Py_ssize_t n_users,
-                             int* out_users, int* out_items, float* out_labels, float* out_weights,
-                             int64_t* next_position) noexcept nogil:
-    """Copy the examples into ``out_*`` grouped by user, the users in ``user_order`` (a stable
-    counting sort; ``next_position`` is scratch of ``n_users`` entries). Returns 1, having written
-    nothing to ``out_*``, when ``user_order`` is not a permutation of ``0 .. n_users - 1`` or an
-    example's user is outside it; else 0."""
-    cdef Py_ssize_t i, user
-    cdef int64_t start = 0
-    for user in range(n_users):
-        next_position[user] = -1
+cdef int check_user_order(const int* user_order, Py_ssize_t n_users, const int64_t* user_starts, Py_ssize_t n,
+                          unsigned char* seen) noexcept nogil:
+    """0 when ``user_order`` is a permutation of ``0 .. n_users - 1`` and ``user_starts`` rises
+    from 0 to ``n``; else 1. ``seen`` is scratch of ``n_users`` bytes."""
+    cdef Py_ssize_t i
+    cdef int user
+    if user_starts[0] != 0 or user_starts[n_users] != n:
+        return 1
+    for i in range(n_users):
+        seen[i] = 0
+        if user_starts[i + 1] < user_starts[i]:
+            return 1
     for i in range(n_users):
         user = user_order[i]
-        if user < 0 or user >= n_users or next_position[user] != -1:
+        if user < 0 or user >= n_users or seen[user]:
             return 1
-        next_position[user] = 0
-    for i in range(n):
-        user = users[i]
-        if user < 0 or user >= n_users:
-            return 1
-        next_position[user] += 1
-    for i in range(n_users):
-        user = user_order[i]
-        start += next_position[user]
-        next_position[user] = start - next_position[user]
-    for i in range(n):
-        user = users[i]
-        out_users[next_position[user]] = users[i]
-        out_items[next_position[user]] = items[i]
-        if labels != NULL:
-            out_labels[next_position[user]] = labels[i]
-        if weights != NULL:
-            out_weights[next_position[user]] = weights[i]
-        next_position[user] += 1
+        seen[user] = 1
     return 0
+
+
+cdef void copy_in_user_order(const int* users, const int* items, const float* labels, const float* weights,
+                             const int64_t* user_starts, const int* user_order, Py_ssize_t n_users,
+                             int* out_users, int* out_items, float* out_labels, float* out_weights) noexcept nogil:
+    """Copy each user's run of examples (``user_starts[u]:user_starts[u + 1]``) to the output,
+    the users in ``user_order``."""
+    cdef Py_ssize_t i, start, count, position = 0
+    for i in range(n_users):
+        start = user_starts[user_order[i]]
+        count = user_starts[user_order[i] + 1] - start
+        memcpy(out_users + position, users + start, count * sizeof(int))
+        memcpy(out_items + position, items + start, count * sizeof(int))
+        if labels != NULL:
+            memcpy(out_labels + position, labels + start, count * sizeof(float))
+        if weights != NULL:
+            memcpy(out_weights + position, weights + start, count * sizeof(float))
+        position += count
 
 
 def shuffled_examples(unsigned long long seed, const int[::1] users, const int[::1] items,
                       const float[::1] labels=None, const float[::1] weights=None,
-                      const int[::1] user_order=None, int n_blocks=1):
+                      const int[::1] user_order=None, const int64_t[::1] user_starts=None, int n_blocks=1):
     """The training examples in a random order, as new arrays, cut into blocks of users.
 
     Parameters
@@ -239,7 +240,11 @@ def shuffled_examples(unsigned long long seed, const int[::1] users, const int[:
     user_order : int32 array of shape (n_users,), optional
         A permutation of the user ids. The examples are laid out user by user in this order,
         then cut into ``n_blocks`` blocks of equal size (only a user at a cut is in two), and
-        each block is shuffled within itself. None: one block, the whole set shuffled.
+        each block is shuffled within itself (the blocks in parallel, one thread each). None:
+        one block, the whole set shuffled.
+    user_starts : int64 array of shape (n_users + 1,)
+        With ``user_order``: the examples are sorted by user, user ``u``'s at positions
+        ``user_starts[u]:user_starts[u + 1]`` (a CSR row pointer).
     n_blocks : int, default 1
         How many blocks to cut.
 
@@ -260,7 +265,7 @@ def shuffled_examples(unsigned long long seed, const int[::1] users, const int[:
     example to the peak memory of ``fit``.
     """
     cdef Py_ssize_t n = users.shape[0]
-    cdef Py_ssize_t start, stop
+    cdef Py_ssize_t n_users, start, stop
     cdef int block, failed = 0
     if items.shape[0] != n or (labels is not None and labels.shape[0] != n) or (
             weights is not None and weights.shape[0] != n):
@@ -269,7 +274,11 @@ def shuffled_examples(unsigned long long seed, const int[::1] users, const int[:
         raise ValueError(f"n_blocks must be >= 1, got {n_blocks}")
     if user_order is None and n_blocks != 1:
         raise ValueError("more than one block needs user_order")
-    # one block: copies, shuffled in place below; several: filled by group_by_user_order first
+    if (user_order is None) != (user_starts is None):
+        raise ValueError("user_order and user_starts go together")
+    if user_order is not None and user_starts.shape[0] != user_order.shape[0] + 1:
+        raise ValueError("user_starts must have one entry more than user_order")
+    # one block: copies, shuffled in place below; several: filled user by user first
     copy = user_order is None
     out_users = np.array(users, dtype=np.int32, copy=True) if copy else np.empty(n, dtype=np.int32)
     out_items = np.array(items, dtype=np.int32, copy=True) if copy else np.empty(n, dtype=np.int32)
@@ -278,15 +287,24 @@ def shuffled_examples(unsigned long long seed, const int[::1] users, const int[:
     out_weights = None if weights is None else (
         np.array(weights, dtype=np.float32, copy=True) if copy else np.empty(n, dtype=np.float32))
     bounds = np.array([block_start(n, n_blocks, block) for block in range(n_blocks + 1)], dtype=np.int64)
-    if n == 0:
-        return out_users, out_items, out_labels, out_weights, bounds
     cdef int[::1] u = out_users
     cdef int[::1] it = out_items
     cdef float[::1] lab
     cdef float[::1] w
     cdef float* label_pointer = NULL
     cdef float* weight_pointer = NULL
-    cdef int64_t[::1] scratch
+    cdef unsigned char[::1] seen
+    if user_order is not None:
+        n_users = user_order.shape[0]
+        seen = np.empty(max(n_users, 1), dtype=np.uint8)
+        with nogil:
+            failed = check_user_order(&user_order[0] if n_users > 0 else NULL, n_users, &user_starts[0], n,
+                                      &seen[0])
+        if failed:
+            raise ValueError("user_order must be a permutation of the user ids and user_starts must rise "
+                             "from 0 to the number of examples")
+    if n == 0:
+        return out_users, out_items, out_labels, out_weights, bounds
     if out_labels is not None:
         lab = out_labels
         label_pointer = &lab[0]
@@ -294,16 +312,12 @@ def shuffled_examples(unsigned long long seed, const int[::1] users, const int[:
         w = out_weights
         weight_pointer = &w[0]
     if user_order is not None:
-        scratch = np.empty(max(user_order.shape[0], 1), dtype=np.int64)
         with nogil:
-            failed = group_by_user_order(&users[0], &items[0], &labels[0] if labels is not None else NULL,
-                                         &weights[0] if weights is not None else NULL, n,
-                                         &user_order[0] if user_order.shape[0] > 0 else NULL, user_order.shape[0],
-                                         &u[0], &it[0], label_pointer, weight_pointer, &scratch[0])
-        if failed:
-            raise ValueError("user_order must be a permutation of the user ids, covering every user in users")
-    with nogil:
-        for block in range(n_blocks):
+            copy_in_user_order(&users[0], &items[0], &labels[0] if labels is not None else NULL,
+                               &weights[0] if weights is not None else NULL, &user_starts[0], &user_order[0],
+                               n_users, &u[0], &it[0], label_pointer, weight_pointer)
+    with nogil, parallel(num_threads=n_blocks):
+        for block in prange(n_blocks, schedule="static", chunksize=1):
             start = block_start(n, n_blocks, block)
             stop = block_start(n, n_blocks, block + 1)
             if stop - start > 1:

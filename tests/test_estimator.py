@@ -577,8 +577,10 @@ def test_blocked_shuffle_cuts_users_in_the_given_order():
     labels = items.astype(np.float32) * 2
     weights = items.astype(np.float32) * 3
     user_order = rng.permutation(n_users).astype(np.int32)
+    user_starts = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(users, minlength=n_users), out=user_starts[1:])
     out_users, out_items, out_labels, out_weights, bounds = shuffled_examples(
-        5, users, items, labels, weights, user_order=user_order, n_blocks=n_blocks)
+        5, users, items, labels, weights, user_order=user_order, user_starts=user_starts, n_blocks=n_blocks)
     np.testing.assert_array_equal(bounds, [0, 666, 1333, 2000])
     # laid out user by user in user_order, then cut: sorting each block by the users' places in
     # the order gives back exactly that layout
@@ -598,23 +600,33 @@ def test_blocked_shuffle_cuts_users_in_the_given_order():
         for user in np.unique(out_users[bounds[block]:bounds[block + 1]]):
             owners.setdefault(user, set()).add(block)
     assert sum(len(blocks) > 1 for blocks in owners.values()) <= n_blocks - 1
-    again = shuffled_examples(5, users, items, labels, weights, user_order=user_order, n_blocks=n_blocks)
+    again = shuffled_examples(5, users, items, labels, weights, user_order=user_order, user_starts=user_starts,
+                              n_blocks=n_blocks)
     np.testing.assert_array_equal(again[1], out_items)
     # one block is the unblocked shuffle of the laid-out examples
     np.testing.assert_array_equal(shuffled_examples(5, users, items)[1], shuffled_order(5, users.size))
     identity = np.arange(n_users, dtype=np.int32)
-    np.testing.assert_array_equal(shuffled_examples(5, users, items, user_order=identity)[1],
+    np.testing.assert_array_equal(shuffled_examples(5, users, items, user_order=identity, user_starts=user_starts)[1],
                                   shuffled_order(5, users.size))
     with pytest.raises(ValueError, match="n_blocks"):
-        shuffled_examples(1, users, items, user_order=user_order, n_blocks=0)
+        shuffled_examples(1, users, items, user_order=user_order, user_starts=user_starts, n_blocks=0)
     with pytest.raises(ValueError, match="needs user_order"):
         shuffled_examples(1, users, items, n_blocks=2)
+    with pytest.raises(ValueError, match="go together"):
+        shuffled_examples(1, users, items, user_order=user_order, n_blocks=2)
+    with pytest.raises(ValueError, match="one entry more"):
+        shuffled_examples(1, users, items, user_order=user_order[:-5], user_starts=user_starts, n_blocks=2)
     repeated = user_order.copy()
     repeated[1] = repeated[0]
-    for bad_order in (user_order[:-5], repeated, np.where(user_order == 3, 40, user_order).astype(np.int32),
+    for bad_order in (repeated, np.where(user_order == 3, 40, user_order).astype(np.int32),
                       np.where(user_order == 3, -1, user_order).astype(np.int32)):
         with pytest.raises(ValueError, match="user_order"):
-            shuffled_examples(1, users, items, user_order=bad_order, n_blocks=n_blocks)
+            shuffled_examples(1, users, items, user_order=bad_order, user_starts=user_starts, n_blocks=n_blocks)
+    for bad_starts in (user_starts + 1, np.minimum(user_starts, users.size - 1),
+                       np.where(np.arange(n_users + 1) == 5, user_starts[7], user_starts)):
+        with pytest.raises(ValueError, match="user_starts"):
+            shuffled_examples(1, users, items, user_order=user_order, user_starts=bad_starts.astype(np.int64),
+                              n_blocks=n_blocks)
 
 
 def test_thread_user_order():
