@@ -523,8 +523,7 @@ class FastRank:
         user_order = user_starts = None
         if n_blocks > 1:
             user_order = _thread_user_order(n_users, self._rng)
-            user_starts = np.zeros(n_users + 1, dtype=np.int64)
-            np.cumsum(np.bincount(examples["users"], minlength=n_users), out=user_starts[1:])
+            user_starts = examples["user_starts"]
         for _ in _epoch_range(epochs, verbose):
             shuffle_seed = int(self._rng.integers(0, 2**63))
             seed = int(self._rng.integers(0, 2**63))
@@ -623,6 +622,10 @@ class FastRank:
             "weights": None if weights is None else np.ascontiguousarray(weights, dtype=np.float32),
             "positive_indptr": np.ascontiguousarray(positive_indptr, dtype=np.int32),
             "positive_indices": np.ascontiguousarray(positive_indices, dtype=np.int32),
+            # where each user's examples start ("users" is sorted): the logistic loss visits every
+            # interaction, the ranking losses their positives
+            "user_starts": np.asarray(interactions.indptr if self.loss == "logistic" else positive_indptr,
+                                      dtype=np.int64),
         }
 
     def _check_finite(self):

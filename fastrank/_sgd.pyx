@@ -138,6 +138,12 @@ cdef inline Py_ssize_t block_start(Py_ssize_t n, int blocks, int block) noexcept
     return n * block // blocks
 
 
+def equal_block_bounds(Py_ssize_t n, int n_blocks):
+    """int64 array of shape (n_blocks + 1,): the bounds of ``n_blocks`` equal, contiguous blocks
+    of ``n`` examples (:func:`block_start`)."""
+    return np.array([block_start(n, n_blocks, block) for block in range(n_blocks + 1)], dtype=np.int64)
+
+
 cdef inline uint64_t block_seed(uint64_t seed, int blocks, int block) noexcept nogil:
     """The shuffling seed of one block: ``seed`` itself when there is one block, so that a
     single-thread epoch visits the same order as an unblocked shuffle."""
@@ -278,15 +284,14 @@ def shuffled_examples(unsigned long long seed, const int[::1] users, const int[:
         raise ValueError("user_order and user_starts go together")
     if user_order is not None and user_starts.shape[0] != user_order.shape[0] + 1:
         raise ValueError("user_starts must have one entry more than user_order")
-    # one block: copies, shuffled in place below; several: filled user by user first
-    copy = user_order is None
-    out_users = np.array(users, dtype=np.int32, copy=True) if copy else np.empty(n, dtype=np.int32)
-    out_items = np.array(items, dtype=np.int32, copy=True) if copy else np.empty(n, dtype=np.int32)
-    out_labels = None if labels is None else (
-        np.array(labels, dtype=np.float32, copy=True) if copy else np.empty(n, dtype=np.float32))
-    out_weights = None if weights is None else (
-        np.array(weights, dtype=np.float32, copy=True) if copy else np.empty(n, dtype=np.float32))
-    bounds = np.array([block_start(n, n_blocks, block) for block in range(n_blocks + 1)], dtype=np.int64)
+    out_users = np.empty(n, dtype=np.int32)
+    out_items = np.empty(n, dtype=np.int32)
+    out_labels = None if labels is None else np.empty(n, dtype=np.float32)
+    out_weights = None if weights is None else np.empty(n, dtype=np.float32)
+    bounds = equal_block_bounds(n, n_blocks)
+    # without an order, all examples are copied as one run (as if of one user)
+    cdef int64_t[2] whole_run = [0, n]
+    cdef int[1] only_run = [0]
     cdef int[::1] u = out_users
     cdef int[::1] it = out_items
     cdef float[::1] lab
@@ -311,11 +316,13 @@ def shuffled_examples(unsigned long long seed, const int[::1] users, const int[:
     if out_weights is not None:
         w = out_weights
         weight_pointer = &w[0]
-    if user_order is not None:
-        with nogil:
-            copy_in_user_order(&users[0], &items[0], &labels[0] if labels is not None else NULL,
-                               &weights[0] if weights is not None else NULL, &user_starts[0], &user_order[0],
-                               n_users, &u[0], &it[0], label_pointer, weight_pointer)
+    with nogil:
+        copy_in_user_order(&users[0], &items[0], &labels[0] if labels is not None else NULL,
+                           &weights[0] if weights is not None else NULL,
+                           &user_starts[0] if user_order is not None else whole_run,
+                           &user_order[0] if user_order is not None else only_run,
+                           n_users if user_order is not None else 1,
+                           &u[0], &it[0], label_pointer, weight_pointer)
     with nogil, parallel(num_threads=n_blocks):
         for block in prange(n_blocks, schedule="static", chunksize=1):
             start = block_start(n, n_blocks, block)
@@ -957,8 +964,7 @@ def run_epoch(int loss,
     if num_threads < 1:
         raise ValueError(f"num_threads must be >= 1, got {num_threads}")
     if block_bounds is None:
-        block_bounds = np.array([block_start(n_visits, num_threads, block) for block in range(num_threads + 1)],
-                                dtype=np.int64)
+        block_bounds = equal_block_bounds(n_visits, num_threads)
     n_blocks = block_bounds.shape[0] - 1
     if n_blocks < 1 or block_bounds[0] != 0 or block_bounds[n_blocks] != n_visits or np.any(
             np.diff(np.asarray(block_bounds)) < 0):
