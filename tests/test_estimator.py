@@ -143,6 +143,39 @@ def test_prefetching_changes_no_result(loss, features):
     assert _sgd.set_prefetch_threshold(previous) == _sgd.DEFAULT_PREFETCH_ABOVE_BYTES == 2 * 1024 * 1024
 
 
+@pytest.mark.parametrize("features", [False, True], ids=["identity", "features"])
+@pytest.mark.parametrize("loss", LOSSES)
+def test_next_row_prefetching_changes_no_result(monkeypatch, loss, features):
+    """Several threads on a small model prefetch the next example's rows (and BPR's first draw,
+    peeked, not drawn): one thread given every example through a 2-thread call trains exactly
+    as a 1-thread call does."""
+    from fastrank import _sgd
+
+    feature_matrices = dict(user_features=random_features(30, 8), item_features=random_features(20, 6, seed=1))
+    interactions = random_interactions(negatives=loss == "logistic")
+    calls = []
+    real_epoch = _sgd.run_epoch
+    monkeypatch.setattr(_sgd, "run_epoch", lambda **kwargs: calls.append(kwargs) or real_epoch(**kwargs))
+    kwargs = feature_matrices if features else {}
+    start = FastRank(loss=loss, random_state=0).fit(interactions, epochs=1, **kwargs)
+    monkeypatch.undo()
+    n = calls[0]["example_users"].shape[0]
+    previous = _sgd.set_prefetch_threshold(2**62)  # a small model: only the next-row prefetch runs
+    try:
+        trained = []
+        for num_threads, bounds in ((1, [0, n]), (2, [0, n, n])):
+            model = copy.deepcopy(start)
+            arguments = dict(calls[0], num_threads=num_threads, block_bounds=np.array(bounds, dtype=np.int64),
+                             user_parameters=model._side_parameters("user"),
+                             item_parameters=model._side_parameters("item"))
+            _sgd.run_epoch(**arguments)
+            trained.append(model)
+    finally:
+        _sgd.set_prefetch_threshold(previous)
+    assert_same_state(*trained)
+    assert not np.array_equal(trained[0].item_embeddings, start.item_embeddings)
+
+
 def offsets_from_cache_lines(model):
     return {name: getattr(model, name).ctypes.data % 64 for name in STATE_ARRAYS if getattr(model, name) is not None}
 
