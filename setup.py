@@ -109,7 +109,7 @@ def _extension(name):
 
 setup(
     ext_modules=cythonize(
-        [_extension("_sgd"), _extension("_ranking")],
+        [_extension("_sgd"), _extension("_ranking"), _extension("_sparse")],
         compiler_directives={
             "language_level": "3",
             "boundscheck": False,
