@@ -3,10 +3,10 @@
 Each round trains a fresh model per (library, loss, thread count) -- one untimed warm-up epoch,
 then ``--epochs`` timed ones -- visiting the thread counts in turn, so that a slow spell of a
 shared machine hits every column of a round rather than one column; the table reports the
-median over ``--rounds`` rounds of each cell's median epoch, and the speedup over the same
-library's 1-thread cell. LightFM (rectools-lightfm, when importable) runs Hogwild too, so its
-column shows what the machine allows any such trainer, and whether a weak speedup is the
-hardware's or fastrank's.
+median over ``--rounds`` rounds (``--rounds-ml100k`` on MovieLens 100K) of each cell's median
+epoch, and the speedup over the same library's 1-thread cell. LightFM (rectools-lightfm, when
+importable) runs Hogwild too, so its column shows what the machine allows any such trainer,
+and whether a weak speedup is the hardware's or fastrank's.
 
 Datasets: ``synthetic`` is the training benchmark's 50,000 x 20,000 power-law set (80% train
 split), whose popular items are updated by every thread all the time; ``uniform`` has the same
@@ -46,6 +46,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=C.csv_ints, default=None,
                    help="thread counts (the first must be 1); default 1, 2 and all cores")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is reported")
+    p.add_argument("--rounds-ml100k", type=int, default=15,
+                   help="rounds for ml100k, whose epochs last milliseconds: one disturbed moment of a "
+                        "shared machine moves a cell of 3 rounds, and 15 rounds take seconds")
     p.add_argument("--epochs", type=int, default=2, help="timed epochs per cell and round (median)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--markdown", action="store_true")
@@ -57,8 +60,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"unknown dataset or loss: {', '.join(bad)}")
     if args.threads[0] != 1 or min(args.threads) < 1:
         p.error("--threads must start with 1 (the baseline) and hold positive integers")
-    if args.rounds < 1 or args.epochs < 1:
-        p.error("--rounds and --epochs must be >= 1")
+    if args.rounds < 1 or args.rounds_ml100k < 1 or args.epochs < 1:
+        p.error("--rounds, --rounds-ml100k and --epochs must be >= 1")
     return args
 
 
@@ -98,7 +101,8 @@ def main(argv=None) -> int:
     print("# thread scaling")
     for line in C.environment_summary([fastrank, lightfm]):
         print("# " + line)
-    print(f"# {args.rounds} interleaved rounds; per cell a fresh model, 1 warm-up + {args.epochs} timed "
+    print(f"# {args.rounds} interleaved rounds ({args.rounds_ml100k} on ml100k); per cell a fresh model, "
+          f"1 warm-up + {args.epochs} timed "
           f"epochs (median); no_components={NO_COMPONENTS}, learning_rate={LEARNING_RATE}, adagrad")
     libraries = {"fastrank": lambda loss: fastrank.module.FastRank(
         no_components=NO_COMPONENTS, loss=loss, learning_rate=LEARNING_RATE, random_state=args.seed)}
@@ -109,7 +113,8 @@ def main(argv=None) -> int:
     for dataset in args.datasets:
         data = load(dataset, args.seed)
         print(f"# {dataset}: {C.describe_matrix(data)}", flush=True)
-        for round_index in range(args.rounds):
+        rounds = args.rounds_ml100k if dataset == "ml100k" else args.rounds
+        for round_index in range(rounds):
             for loss in args.losses:
                 for library, make in libraries.items():
                     if library != "fastrank" and loss not in args.lightfm_losses:
@@ -117,7 +122,8 @@ def main(argv=None) -> int:
                     for threads in args.threads:
                         value = epoch_seconds(lambda: make(loss), data, threads, args.epochs)
                         seconds.setdefault((dataset, loss, library, threads), []).append(value)
-            print(f"#   round {round_index + 1}/{args.rounds} done", flush=True)
+            if rounds <= 5 or (round_index + 1) % 5 == 0:
+                print(f"#   round {round_index + 1}/{rounds} done", flush=True)
         rows = []
         for loss in args.losses:
             for library in libraries:
