@@ -38,7 +38,10 @@ for _var in (
 
 import importlib  # noqa: E402
 import platform  # noqa: E402
+import shutil  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -418,6 +421,41 @@ def load_average() -> str:
     except (AttributeError, OSError):
         return "load average n/a"
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+_CORE_LATENCY_BINARY: List[Optional[str]] = []  # compiled once per process; [None] if it cannot be
+
+
+def core_round_trip_ns(round_trips: int = 200_000) -> Optional[float]:
+    """Nanoseconds per cache-line round trip between the first two usable CPUs.
+
+    Compiles ``core_latency.c`` with ``$CC`` (default ``cc``) on first use and runs it. What one
+    Hogwild thread pays when it writes a row the other core wrote last; on a virtual machine it
+    changes with where the host places the virtual CPUs, which moves multi-thread timings.
+
+    Returns
+    -------
+    float or None
+        None when there are fewer than two usable CPUs, no C compiler, or the run fails.
+    """
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cpus) < 2:
+        return None
+    if not _CORE_LATENCY_BINARY:
+        compiler = shutil.which(os.environ.get("CC", "cc"))
+        binary = os.path.join(tempfile.mkdtemp(prefix="fastrank-bench-"), "core_latency")
+        source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "core_latency.c")
+        built = compiler is not None and subprocess.run(
+            [compiler, "-O2", "-pthread", "-o", binary, source], capture_output=True).returncode == 0
+        _CORE_LATENCY_BINARY.append(binary if built else None)
+    if _CORE_LATENCY_BINARY[0] is None:
+        return None
+    try:
+        done = subprocess.run([_CORE_LATENCY_BINARY[0], str(cpus[0]), str(cpus[1]), str(round_trips)],
+                              capture_output=True, text=True, timeout=30)
+        return float(done.stdout) if done.returncode == 0 else None
+    except (subprocess.TimeoutExpired, ValueError):
+        return None
 
 
 def _cpu_model() -> str:

@@ -31,6 +31,11 @@ def machine_description():
     """Markdown lines describing this machine and the fastrank build."""
     import fastrank
 
+    sys.path.insert(0, HERE)
+    from _common import core_round_trip_ns
+
+    nanoseconds = core_round_trip_ns()
+    round_trip = "n/a" if nanoseconds is None else f"{nanoseconds:.0f} ns"
     cpu = platform.processor() or "unknown"
     try:
         with open("/proc/cpuinfo") as stream:
@@ -48,6 +53,9 @@ def machine_description():
         f"- fastrank {fastrank.__version__}: OpenMP {'on' if fastrank.openmp_enabled() else 'off'}, "
         f"inner loops {fastrank.instruction_set}",
         f"- load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+        f"- cache-line round trip between the first two CPUs at start: {round_trip} "
+        "(`core_latency.c`; on a virtual machine it moves with where the host places the CPUs, and "
+        "multi-thread timings with it: see the thread-scaling tables)",
     ]
 
 

@@ -91,6 +91,10 @@ def epoch_seconds(make_model, data: sp.coo_matrix, threads: int, epochs: int) ->
                            repeats=epochs, warmup=1).median
 
 
+def format_ns(value) -> str:
+    return "n/a" if value is None else f"{value:.0f} ns"
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     fastrank = C.try_import("fastrank")
@@ -114,7 +118,9 @@ def main(argv=None) -> int:
         data = load(dataset, args.seed)
         print(f"# {dataset}: {C.describe_matrix(data)}", flush=True)
         rounds = args.rounds_ml100k if dataset == "ml100k" else args.rounds
+        round_trips = []  # core-to-core, before each round and after the last
         for round_index in range(rounds):
+            round_trips.append(C.core_round_trip_ns())
             for loss in args.losses:
                 for library, make in libraries.items():
                     if library != "fastrank" and loss not in args.lightfm_losses:
@@ -123,7 +129,9 @@ def main(argv=None) -> int:
                         value = epoch_seconds(lambda: make(loss), data, threads, args.epochs)
                         seconds.setdefault((dataset, loss, library, threads), []).append(value)
             if rounds <= 5 or (round_index + 1) % 5 == 0:
-                print(f"#   round {round_index + 1}/{rounds} done", flush=True)
+                print(f"#   round {round_index + 1}/{rounds} done (core round trip before it: "
+                      f"{format_ns(round_trips[-1])})", flush=True)
+        round_trips.append(C.core_round_trip_ns())
         rows = []
         for loss in args.losses:
             for library in libraries:
@@ -141,6 +149,11 @@ def main(argv=None) -> int:
             "worst max/min over rounds"]
         print(f"\n## {dataset}\n")
         print(C.format_table(headers, rows, markdown=args.markdown))
+        measured = [value for value in round_trips if value is not None]
+        if measured:
+            print(f"\nCache-line round trip between the first two CPUs (core_latency.c), before each round and "
+                  f"after the last: min {min(measured):.0f} ns, median {statistics.median(measured):.0f} ns, "
+                  f"max {max(measured):.0f} ns.")
     print("\nNote: speedup = the library's 1-thread median epoch time / this cell's. The last column is the\n"
           "largest ratio of slowest to fastest round among the row's cells: how noisy the row is.")
     return 0
