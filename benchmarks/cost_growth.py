@@ -231,17 +231,19 @@ def predicted_fit_bytes(n_users: int, n_items: int, nnz: int, d: int, epochs: in
     * the caller's COO (12 B/positive) -- counted by the theory;
     * ``check_interactions`` -> ``to_csr``: a canonical CSR copy (int32 indices, float32 data:
       8 B/positive, plus 4 B/user of indptr), kept for the whole call;
-    * ``_training_examples``: ``users`` (``np.repeat``, int32): 4 B/positive (items and the
-      positive CSR alias the CSR; no weights array without sample_weight, no labels array for
-      the ranking losses);
-    * every epoch ``_sgd.shuffled_examples`` shuffles copies of users and items in place
-      (8 B/positive); the previous epoch's copies are dropped before the next are made;
+    * ``_training_examples``: nothing per positive (items and the positive CSR alias the CSR,
+      the examples' users are its row pointer; no weights array without sample_weight, no
+      labels array for the ranking losses);
+    * every epoch ``_sgd.shuffled_examples`` writes the examples' users and a copy of their
+      items, shuffled in place (8 B/positive); the previous epoch's are dropped before the next
+      are made;
     * ``_check_finite`` checks the parameters in blocks of 65,536 rows (a few MiB at most);
     * parameters and adagrad accumulators (float32, embeddings and biases).
     """
     theory = theoretical_bytes(n_users, n_items, nnz, d)
-    extra = 8 + 4 + 8
-    return {"total": theory["total"] + nnz * extra + 4 * (n_users + 1), "extra_per_positive": extra}
+    extra = 8 + 8
+    # row pointers: the CSR's (int32) and the examples' user_starts (int64)
+    return {"total": theory["total"] + nnz * extra + 12 * (n_users + 1), "extra_per_positive": extra}
 
 
 def run_memory_case(args, npz: Path, loss: str) -> Dict:
@@ -510,9 +512,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             "predicted = the peak expected from what fit allocates (below); dense = the size of one",
             "users x items float32 array, for scale.",
             "What fit allocates beyond the theory (read from fastrank/_estimator.py): a canonical CSR",
-            "copy of the input (8 B/positive), the example users (np.repeat, int32, 4 B/positive), and",
-            "every epoch shuffled copies of the example users and items (8 B/positive; the previous",
-            "epoch's are dropped first): "
+            "copy of the input (8 B/positive) and every epoch the shuffled example users and items",
+            "(8 B/positive; the previous epoch's are dropped first): "
             f"{predicted_fit_bytes(1, 1, 1, 1, args.memory_epochs)['extra_per_positive']} B/positive on top of "
             "the caller's 12. Nothing of users x items size is allocated (the ratio would be in the",
             "hundreds).",

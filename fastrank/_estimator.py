@@ -520,17 +520,16 @@ class FastRank:
         # Each thread trains on its own users (see _sgd.shuffled_examples); without OpenMP
         # there is one thread, and one block keeps the single-thread order.
         n_blocks = num_threads if _sgd.openmp_enabled() else 1
-        user_order = user_starts = None
+        user_order = None
         if n_blocks > 1:
             user_order = _thread_user_order(n_users, self._rng)
-            user_starts = examples["user_starts"]
         for _ in _epoch_range(epochs, verbose):
             shuffle_seed = int(self._rng.integers(0, 2**63))
             seed = int(self._rng.integers(0, 2**63))
             # The kernel walks the examples in memory order, so they are gathered shuffled.
             users, items, labels, weights, block_bounds = _sgd.shuffled_examples(
-                shuffle_seed, examples["users"], examples["items"], examples["labels"], examples["weights"],
-                user_order=user_order, user_starts=user_starts, n_blocks=n_blocks,
+                shuffle_seed, examples["user_starts"], examples["items"], examples["labels"], examples["weights"],
+                user_order=user_order, n_blocks=n_blocks,
             )
             _sgd.run_epoch(
                 example_users=users,
@@ -596,36 +595,36 @@ class FastRank:
                 )
 
     def _training_examples(self, interactions, weights):
-        """Flatten the interactions into the example arrays the kernels visit."""
-        n_users = interactions.shape[0]
-        users = np.repeat(np.arange(n_users, dtype=np.int32), np.diff(interactions.indptr))
+        """The example arrays the kernels visit, sorted by user (``user_starts`` is their row
+        pointer: the examples themselves carry no user array)."""
         items = interactions.indices
         labels = interactions.data
         positive = labels > 0
+        user_starts = interactions.indptr
         if positive.all():  # the usual implicit-feedback case: every entry is a positive
             positive_indptr, positive_indices = interactions.indptr, interactions.indices
         else:
+            # positives before each row start: the row pointer of the positives
+            positives_before = np.zeros(len(labels) + 1, dtype=np.int32)
+            np.cumsum(positive, out=positives_before[1:])
+            positive_indptr = positives_before[interactions.indptr]
+            positive_indices = interactions.indices[positive]
             if self.loss != "logistic":
                 if not positive.any():
                     raise ValueError(f"interactions has no positive (> 0) entries to train loss={self.loss!r} on")
-                users, items, labels = users[positive], items[positive], labels[positive]
+                items, labels = positive_indices, labels[positive]
                 weights = None if weights is None else weights[positive]
-            positive_counts = np.bincount(users if self.loss != "logistic" else users[positive], minlength=n_users)
-            positive_indptr = np.zeros(n_users + 1, dtype=np.int32)
-            np.cumsum(positive_counts, out=positive_indptr[1:])
-            positive_indices = interactions.indices[positive]
+                user_starts = positive_indptr
         return {
-            "users": np.ascontiguousarray(users, dtype=np.int32),
             "items": np.ascontiguousarray(items, dtype=np.int32),
             # only the logistic loss reads the values; the ranking losses see positives only
             "labels": np.ascontiguousarray(labels, dtype=np.float32) if self.loss == "logistic" else None,
             "weights": None if weights is None else np.ascontiguousarray(weights, dtype=np.float32),
             "positive_indptr": np.ascontiguousarray(positive_indptr, dtype=np.int32),
             "positive_indices": np.ascontiguousarray(positive_indices, dtype=np.int32),
-            # where each user's examples start ("users" is sorted): the logistic loss visits every
-            # interaction, the ranking losses their positives
-            "user_starts": np.asarray(interactions.indptr if self.loss == "logistic" else positive_indptr,
-                                      dtype=np.int64),
+            # where each user's examples start: the logistic loss visits every interaction, the
+            # ranking losses their positives
+            "user_starts": np.asarray(user_starts, dtype=np.int64),
         }
 
     def _check_finite(self):

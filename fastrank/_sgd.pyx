@@ -192,18 +192,24 @@ cdef void shuffle_in_place(uint64_t seed, int* users, int* items, float* labels,
             weights[j] = swap_float
 
 
-cdef int check_user_order(const int* user_order, Py_ssize_t n_users, const int64_t* user_starts, Py_ssize_t n,
-                          unsigned char* seen) noexcept nogil:
-    """0 when ``user_order`` is a permutation of ``0 .. n_users - 1`` and ``user_starts`` rises
-    from 0 to ``n``; else 1. ``seen`` is scratch of ``n_users`` bytes."""
+cdef int check_user_starts(const int64_t* user_starts, Py_ssize_t n_users, Py_ssize_t n) noexcept nogil:
+    """0 when ``user_starts`` (``n_users + 1`` entries) rises from 0 to ``n``; else 1."""
     cdef Py_ssize_t i
-    cdef int user
     if user_starts[0] != 0 or user_starts[n_users] != n:
         return 1
     for i in range(n_users):
-        seen[i] = 0
         if user_starts[i + 1] < user_starts[i]:
             return 1
+    return 0
+
+
+cdef int check_user_order(const int* user_order, Py_ssize_t n_users, unsigned char* seen) noexcept nogil:
+    """0 when ``user_order`` is a permutation of ``0 .. n_users - 1``; else 1. ``seen`` is scratch
+    of ``n_users`` bytes."""
+    cdef Py_ssize_t i
+    cdef int user
+    for i in range(n_users):
+        seen[i] = 0
     for i in range(n_users):
         user = user_order[i]
         if user < 0 or user >= n_users or seen[user]:
@@ -212,16 +218,34 @@ cdef int check_user_order(const int* user_order, Py_ssize_t n_users, const int64
     return 0
 
 
-cdef void copy_in_user_order(const int* users, const int* items, const float* labels, const float* weights,
+cdef inline void fill_ints(int* out, Py_ssize_t count, int value) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(count):
+        out[j] = value
+
+
+cdef void copy_in_user_order(const int* items, const float* labels, const float* weights,
                              const int64_t* user_starts, const int* user_order, Py_ssize_t n_users,
                              int* out_users, int* out_items, float* out_labels, float* out_weights) noexcept nogil:
     """Copy each user's run of examples (``user_starts[u]:user_starts[u + 1]``) to the output,
-    the users in ``user_order``."""
+    the users in ``user_order`` (NULL: in id order), and write each example's user."""
     cdef Py_ssize_t i, start, count, position = 0
+    cdef int user
+    if user_order == NULL:  # the examples as they are: one copy of each array
+        for user in range(n_users):
+            fill_ints(out_users + user_starts[user], user_starts[user + 1] - user_starts[user], user)
+        count = user_starts[n_users]
+        memcpy(out_items, items, count * sizeof(int))
+        if labels != NULL:
+            memcpy(out_labels, labels, count * sizeof(float))
+        if weights != NULL:
+            memcpy(out_weights, weights, count * sizeof(float))
+        return
     for i in range(n_users):
-        start = user_starts[user_order[i]]
-        count = user_starts[user_order[i] + 1] - start
-        memcpy(out_users + position, users + start, count * sizeof(int))
+        user = user_order[i]
+        start = user_starts[user]
+        count = user_starts[user + 1] - start
+        fill_ints(out_users + position, count, user)
         memcpy(out_items + position, items + start, count * sizeof(int))
         if labels != NULL:
             memcpy(out_labels + position, labels + start, count * sizeof(float))
@@ -230,17 +254,22 @@ cdef void copy_in_user_order(const int* users, const int* items, const float* la
         position += count
 
 
-def shuffled_examples(unsigned long long seed, const int[::1] users, const int[::1] items,
+def shuffled_examples(unsigned long long seed, const int64_t[::1] user_starts, const int[::1] items,
                       const float[::1] labels=None, const float[::1] weights=None,
-                      const int[::1] user_order=None, const int64_t[::1] user_starts=None, int n_blocks=1):
+                      const int[::1] user_order=None, int n_blocks=1):
     """The training examples in a random order, as new arrays, cut into blocks of users.
 
     Parameters
     ----------
     seed : int
         Seed of the shuffle.
-    users, items : int32 array of shape (n_examples,)
-        Each example's user and item.
+    user_starts : int64 array of shape (n_users + 1,)
+        The examples are sorted by user, user ``u``'s at positions
+        ``user_starts[u]:user_starts[u + 1]`` (a CSR row pointer, rising from 0 to n_examples).
+        It stands for an array of each example's user, which would add four bytes per example
+        to the peak memory of ``fit``.
+    items : int32 array of shape (n_examples,)
+        Each example's item.
     labels, weights : float32 array of shape (n_examples,) or None
         Per-example values and weights; None is returned in the place of a None.
     user_order : int32 array of shape (n_users,), optional
@@ -248,50 +277,46 @@ def shuffled_examples(unsigned long long seed, const int[::1] users, const int[:
         then cut into ``n_blocks`` blocks of equal size (only a user at a cut is in two), and
         each block is shuffled within itself (the blocks in parallel, one thread each). None:
         one block, the whole set shuffled.
-    user_starts : int64 array of shape (n_users + 1,)
-        With ``user_order``: the examples are sorted by user, user ``u``'s at positions
-        ``user_starts[u]:user_starts[u + 1]`` (a CSR row pointer).
     n_blocks : int, default 1
         How many blocks to cut.
 
     Returns
     -------
-    users, items, labels, weights : arrays like the inputs
+    users, items : int32 arrays of shape (n_examples,)
         The examples of block 0 (in a random order), then those of block 1, and so on.
+    labels, weights : float32 arrays of shape (n_examples,) or None
+        Shuffled with them.
     bounds : int64 array of shape (n_blocks + 1,)
         Block ``b`` is at positions ``bounds[b]:bounds[b + 1]``.
 
     ``fit`` gives each thread one block (:func:`run_epoch`'s ``block_bounds``), so a user's rows
     are updated by one thread only: on small models, threads writing the same rows (every
     user's, under a global shuffle) is what limits the speed-up. With one block the order is
-    ``array[shuffled_order(seed, n)]``.
+    ``array[shuffled_order(seed, n)]`` of the arrays sorted by user.
 
     Shuffles in place, in C: numpy's permutation plus fancy-index gathers cost a noticeable
     share of an epoch on small data sets, and a permutation array would add four bytes per
     example to the peak memory of ``fit``.
     """
-    cdef Py_ssize_t n = users.shape[0]
-    cdef Py_ssize_t n_users, start, stop
+    cdef Py_ssize_t n = items.shape[0]
+    cdef Py_ssize_t n_users = user_starts.shape[0] - 1
+    cdef Py_ssize_t start, stop
     cdef int block, failed = 0
-    if items.shape[0] != n or (labels is not None and labels.shape[0] != n) or (
-            weights is not None and weights.shape[0] != n):
+    if (labels is not None and labels.shape[0] != n) or (weights is not None and weights.shape[0] != n):
         raise ValueError("the example arrays must have the same length")
     if n_blocks < 1:
         raise ValueError(f"n_blocks must be >= 1, got {n_blocks}")
     if user_order is None and n_blocks != 1:
         raise ValueError("more than one block needs user_order")
-    if (user_order is None) != (user_starts is None):
-        raise ValueError("user_order and user_starts go together")
     if user_order is not None and user_starts.shape[0] != user_order.shape[0] + 1:
         raise ValueError("user_starts must have one entry more than user_order")
+    if n_users < 0 or check_user_starts(&user_starts[0], n_users, n):
+        raise ValueError("user_starts must rise from 0 to the number of examples")
     out_users = np.empty(n, dtype=np.int32)
     out_items = np.empty(n, dtype=np.int32)
     out_labels = None if labels is None else np.empty(n, dtype=np.float32)
     out_weights = None if weights is None else np.empty(n, dtype=np.float32)
     bounds = equal_block_bounds(n, n_blocks)
-    # without an order, all examples are copied as one run (as if of one user)
-    cdef int64_t[2] whole_run = [0, n]
-    cdef int[1] only_run = [0]
     cdef int[::1] u = out_users
     cdef int[::1] it = out_items
     cdef float[::1] lab
@@ -300,14 +325,11 @@ def shuffled_examples(unsigned long long seed, const int[::1] users, const int[:
     cdef float* weight_pointer = NULL
     cdef unsigned char[::1] seen
     if user_order is not None:
-        n_users = user_order.shape[0]
         seen = np.empty(max(n_users, 1), dtype=np.uint8)
         with nogil:
-            failed = check_user_order(&user_order[0] if n_users > 0 else NULL, n_users, &user_starts[0], n,
-                                      &seen[0])
+            failed = check_user_order(&user_order[0] if n_users > 0 else NULL, n_users, &seen[0])
         if failed:
-            raise ValueError("user_order must be a permutation of the user ids and user_starts must rise "
-                             "from 0 to the number of examples")
+            raise ValueError("user_order must be a permutation of the user ids")
     if n == 0:
         return out_users, out_items, out_labels, out_weights, bounds
     if out_labels is not None:
@@ -317,11 +339,9 @@ def shuffled_examples(unsigned long long seed, const int[::1] users, const int[:
         w = out_weights
         weight_pointer = &w[0]
     with nogil:
-        copy_in_user_order(&users[0], &items[0], &labels[0] if labels is not None else NULL,
-                           &weights[0] if weights is not None else NULL,
-                           &user_starts[0] if user_order is not None else whole_run,
-                           &user_order[0] if user_order is not None else only_run,
-                           n_users if user_order is not None else 1,
+        copy_in_user_order(&items[0], &labels[0] if labels is not None else NULL,
+                           &weights[0] if weights is not None else NULL, &user_starts[0],
+                           &user_order[0] if user_order is not None else NULL, n_users,
                            &u[0], &it[0], label_pointer, weight_pointer)
     with nogil, parallel(num_threads=n_blocks):
         for block in prange(n_blocks, schedule="static", chunksize=1):
@@ -1011,7 +1031,7 @@ def run_epoch(int loss,
     model.prefetch = side_bytes(user_parameters) + side_bytes(item_parameters) > prefetch_above_bytes
     # A small model stays in one core's caches, but with several threads the rows an example
     # needs were often just written by another core. Prefetching the next example's rows paid
-    # for BPR and logistic on MovieLens 100K at 2 threads (epochs 11-13% shorter); for WARP it
+    # for BPR and logistic on MovieLens 100K at 2 threads (epochs 10-13% shorter); for WARP it
     # cost 4-5% (its longer steps leave time for the rows to be taken back), for WARP-kOS it was
     # even (it scores cached positives).
     model.prefetch_next_rows = (not model.prefetch and num_threads > 1

@@ -579,22 +579,26 @@ def test_shuffled_order_is_a_seeded_permutation():
     assert np.array_equal(order, shuffled_order(123, 1000))
     assert not np.array_equal(order, shuffled_order(124, 1000))
     assert not np.array_equal(order, np.arange(1000))
-    users = np.arange(1000, dtype=np.int32)
+    # one example per user: example i is user i's
+    user_starts = np.arange(1001, dtype=np.int64)
+    items = np.arange(1000, dtype=np.int32)[::-1].copy()
     values = np.arange(1000, dtype=np.float32) * 2
     out_users, out_items, out_labels, out_weights, bounds = shuffled_examples(
-        123, users, users[::-1].copy(), values, values)
+        123, user_starts, items, values, values)
     np.testing.assert_array_equal(bounds, [0, 1000])
     np.testing.assert_array_equal(out_users, order)
     np.testing.assert_array_equal(out_items, 999 - order)
     np.testing.assert_array_equal(out_labels, order * 2.0)
     np.testing.assert_array_equal(out_weights, order * 2.0)
     # without labels or weights only the ids are shuffled (no all-ones arrays are made)
-    bare_users, bare_items, no_labels, no_weights, _ = shuffled_examples(123, users, users[::-1].copy())
+    bare_users, bare_items, no_labels, no_weights, _ = shuffled_examples(123, user_starts, items)
     np.testing.assert_array_equal(bare_users, order)
     np.testing.assert_array_equal(bare_items, 999 - order)
     assert no_labels is None and no_weights is None
     with pytest.raises(ValueError, match="same length"):
-        shuffled_examples(123, users, users[:-1].copy())
+        shuffled_examples(123, user_starts, items, values[:-1].copy())
+    with pytest.raises(ValueError, match="user_starts"):
+        shuffled_examples(123, user_starts, items[:-1].copy())
     # every position is equally likely: the first element over many seeds is spread out
     firsts = [shuffled_order(seed, 10)[0] for seed in range(2000)]
     assert np.bincount(firsts, minlength=10).min() > 120
@@ -613,7 +617,7 @@ def test_blocked_shuffle_cuts_users_in_the_given_order():
     user_starts = np.zeros(n_users + 1, dtype=np.int64)
     np.cumsum(np.bincount(users, minlength=n_users), out=user_starts[1:])
     out_users, out_items, out_labels, out_weights, bounds = shuffled_examples(
-        5, users, items, labels, weights, user_order=user_order, user_starts=user_starts, n_blocks=n_blocks)
+        5, user_starts, items, labels, weights, user_order=user_order, n_blocks=n_blocks)
     np.testing.assert_array_equal(bounds, [0, 666, 1333, 2000])
     # laid out user by user in user_order, then cut: sorting each block by the users' places in
     # the order gives back exactly that layout
@@ -633,33 +637,34 @@ def test_blocked_shuffle_cuts_users_in_the_given_order():
         for user in np.unique(out_users[bounds[block]:bounds[block + 1]]):
             owners.setdefault(user, set()).add(block)
     assert sum(len(blocks) > 1 for blocks in owners.values()) <= n_blocks - 1
-    again = shuffled_examples(5, users, items, labels, weights, user_order=user_order, user_starts=user_starts,
-                              n_blocks=n_blocks)
+    again = shuffled_examples(5, user_starts, items, labels, weights, user_order=user_order, n_blocks=n_blocks)
     np.testing.assert_array_equal(again[1], out_items)
-    # one block is the unblocked shuffle of the laid-out examples
-    np.testing.assert_array_equal(shuffled_examples(5, users, items)[1], shuffled_order(5, users.size))
+    # one block is the unblocked shuffle of the examples (sorted by user)
+    unblocked_users, unblocked_items = shuffled_examples(5, user_starts, items)[:2]
+    np.testing.assert_array_equal(unblocked_items, shuffled_order(5, users.size))
+    np.testing.assert_array_equal(unblocked_users, users[unblocked_items])
     identity = np.arange(n_users, dtype=np.int32)
-    np.testing.assert_array_equal(shuffled_examples(5, users, items, user_order=identity, user_starts=user_starts)[1],
+    np.testing.assert_array_equal(shuffled_examples(5, user_starts, items, user_order=identity)[1],
                                   shuffled_order(5, users.size))
     with pytest.raises(ValueError, match="n_blocks"):
-        shuffled_examples(1, users, items, user_order=user_order, user_starts=user_starts, n_blocks=0)
+        shuffled_examples(1, user_starts, items, user_order=user_order, n_blocks=0)
     with pytest.raises(ValueError, match="needs user_order"):
-        shuffled_examples(1, users, items, n_blocks=2)
-    with pytest.raises(ValueError, match="go together"):
-        shuffled_examples(1, users, items, user_order=user_order, n_blocks=2)
+        shuffled_examples(1, user_starts, items, n_blocks=2)
     with pytest.raises(ValueError, match="one entry more"):
-        shuffled_examples(1, users, items, user_order=user_order[:-5], user_starts=user_starts, n_blocks=2)
+        shuffled_examples(1, user_starts, items, user_order=user_order[:-5], n_blocks=2)
     repeated = user_order.copy()
     repeated[1] = repeated[0]
     for bad_order in (repeated, np.where(user_order == 3, 40, user_order).astype(np.int32),
                       np.where(user_order == 3, -1, user_order).astype(np.int32)):
         with pytest.raises(ValueError, match="user_order"):
-            shuffled_examples(1, users, items, user_order=bad_order, user_starts=user_starts, n_blocks=n_blocks)
+            shuffled_examples(1, user_starts, items, user_order=bad_order, n_blocks=n_blocks)
     for bad_starts in (user_starts + 1, np.minimum(user_starts, users.size - 1),
                        np.where(np.arange(n_users + 1) == 5, user_starts[7], user_starts)):
-        with pytest.raises(ValueError, match="user_starts"):
-            shuffled_examples(1, users, items, user_order=user_order, user_starts=bad_starts.astype(np.int64),
-                              n_blocks=n_blocks)
+        for order, blocks in ((user_order, n_blocks), (None, 1)):
+            with pytest.raises(ValueError, match="user_starts"):
+                shuffled_examples(1, bad_starts.astype(np.int64), items, user_order=order, n_blocks=blocks)
+    with pytest.raises(ValueError, match="user_starts"):
+        shuffled_examples(1, np.zeros(0, dtype=np.int64), items[:0].copy())
 
 
 def test_thread_user_order():
