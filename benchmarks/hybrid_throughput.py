@@ -42,7 +42,9 @@ def main(argv=None):
     parser.add_argument("--interactions", type=int, default=1_000_000)
     parser.add_argument("--losses", default="warp,bpr,warp-kos,logistic")
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of all libraries; medians are reported")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds of all libraries; medians are reported (per-round ratios spread by a "
+                             "third on the shared development VM)")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--lightfm-next-python",
                         default=str(DEFAULT_NEXT_PYTHON) if DEFAULT_NEXT_PYTHON.exists() else "",
