@@ -104,7 +104,8 @@ def _float32_csr_in_order(matrix):
     matrix is not in that order."""
     if matrix.format == "coo":
         rows, cols = matrix.coords if hasattr(matrix, "coords") else (matrix.row, matrix.col)
-        indptr = _sparse.sorted_rows_pointer(rows.astype(np.int32, copy=False), matrix.shape[0])
+        # (scipy accepts strided views as coordinates; the kernel reads a contiguous array)
+        indptr = _sparse.sorted_rows_pointer(np.ascontiguousarray(rows, dtype=np.int32), matrix.shape[0])
         if indptr is None:
             return None
         indices = np.array(cols, dtype=np.int32)

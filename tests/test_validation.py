@@ -56,6 +56,20 @@ def test_every_input_order_gives_the_canonical_csr(seed):
         assert_canonical_copy(result, matrix)
 
 
+def test_strided_index_arrays_are_accepted():
+    """scipy keeps views given as coordinates or index arrays; to_csr reads them all the same."""
+    rows = np.array([0, 7, 0, 7, 1, 7, 2, 7], dtype=np.int32)[::2]
+    cols = np.array([0, 7, 2, 7, 1, 7, 0, 7], dtype=np.int32)[::2]
+    values = np.arange(1, 9, dtype=np.float32)[::2]
+    coo = sp.coo_matrix((values, (rows, cols)), shape=(3, 3))
+    coo.row, coo.col, coo.data = rows, cols, values  # the constructor may have copied them
+    csr = sp.csr_matrix((values, cols, np.array([0, 2, 3, 4], dtype=np.int32)), shape=(3, 3))
+    csr.indices, csr.data = cols, values
+    assert not (coo.row.flags.c_contiguous or csr.indices.flags.c_contiguous)
+    for matrix in (coo, csr):
+        np.testing.assert_array_equal(to_csr(matrix, "x").toarray(), [[1, 0, 3], [0, 5, 0], [7, 0, 0]])
+
+
 def test_to_csr_leaves_the_input_alone():
     canonical = sp.random(50, 40, density=0.2, format="csr", dtype=np.float32, random_state=0)
     for matrix in (canonical, canonical.tocoo()):
