@@ -192,13 +192,14 @@ cdef void shuffle_in_place(uint64_t seed, int* users, int* items, float* labels,
             weights[j] = swap_float
 
 
-cdef int check_user_starts(const int64_t* user_starts, Py_ssize_t n_users, Py_ssize_t n) noexcept nogil:
-    """0 when ``user_starts`` (``n_users + 1`` entries) rises from 0 to ``n``; else 1."""
+cdef int check_bounds(const int64_t* bounds, Py_ssize_t n_ranges, Py_ssize_t n) noexcept nogil:
+    """0 when ``bounds`` (``n_ranges + 1`` entries: a row pointer, block bounds) rises from 0 to
+    ``n``; else 1."""
     cdef Py_ssize_t i
-    if user_starts[0] != 0 or user_starts[n_users] != n:
+    if bounds[0] != 0 or bounds[n_ranges] != n:
         return 1
-    for i in range(n_users):
-        if user_starts[i + 1] < user_starts[i]:
+    for i in range(n_ranges):
+        if bounds[i + 1] < bounds[i]:
             return 1
     return 0
 
@@ -310,7 +311,7 @@ def shuffled_examples(unsigned long long seed, const int64_t[::1] user_starts, c
         raise ValueError("more than one block needs user_order")
     if user_order is not None and user_starts.shape[0] != user_order.shape[0] + 1:
         raise ValueError("user_starts must have one entry more than user_order")
-    if n_users < 0 or check_user_starts(&user_starts[0], n_users, n):
+    if n_users < 0 or check_bounds(&user_starts[0], n_users, n):
         raise ValueError("user_starts must rise from 0 to the number of examples")
     out_users = np.empty(n, dtype=np.int32)
     out_items = np.empty(n, dtype=np.int32)
@@ -811,16 +812,23 @@ cdef inline void prefetch_kos_draws(const Model* model, int user, uint64_t strea
             FASTRANK_PREFETCH(model.positive_indices + start + offset)
 
 
-cdef inline void prefetch_next_rows(const Model* model, int loss, const int[::1] users, const int[::1] items,
-                                    Py_ssize_t position, Py_ssize_t n_visits, uint64_t seed) noexcept nogil:
-    """Prefetch the rows the next example will update: its user, its item and (BPR) its negative."""
-    if position + 1 >= n_visits:
+cdef inline void prefetch_next_example(const Model* model, int loss, int user, int item, uint64_t stream,
+                                       int draws) noexcept nogil:
+    """The last stage, one example ahead: the rows of its user, its item and its first ``draws``
+    candidates (``stream`` is the example's draw stream)."""
+    cdef int j
+    prefetch_side_row(&model.users, user, model.no_components, PREFETCH_PARAMETERS | PREFETCH_STATE)
+    if loss == C_WARP_KOS:
+        # k-OS samples among the user's positives, which are mostly popular, cache-resident items:
+        # prefetching their rows measured slower on the identity path (the draws and loads cost
+        # more than the misses saved); with features, their CSR feature ids come first
+        if not model.items.identity:
+            prefetch_kos_draws(model, user, stream, 1)
         return
-    prefetch_side_row(&model.users, users[position + 1], model.no_components, PREFETCH_PARAMETERS | PREFETCH_STATE)
-    prefetch_side_row(&model.items, items[position + 1], model.no_components, PREFETCH_PARAMETERS | PREFETCH_STATE)
-    if loss == C_BPR:
-        prefetch_side_row(&model.items, stream_draw(example_stream(seed, position + 1), model.n_items, 1),
-                          model.no_components, PREFETCH_PARAMETERS)
+    prefetch_side_row(&model.items, item, model.no_components, PREFETCH_PARAMETERS | PREFETCH_STATE)
+    for j in range(1, draws + 1):
+        prefetch_side_row(&model.items, stream_draw(stream, model.n_items, j), model.no_components,
+                          PREFETCH_PARAMETERS)
 
 
 cdef inline void prefetch_ahead(const Model* model, int loss, const int[::1] users, const int[::1] items,
@@ -834,8 +842,7 @@ cdef inline void prefetch_ahead(const Model* model, int loss, const int[::1] use
     position). With side features, earlier stages fetch the feature rows' ids first
     (:func:`prefetch_feature_rows_ahead`).
     """
-    cdef int user, item, start, count, j, draws
-    cdef uint64_t stream
+    cdef int user, start, count, draws
     draws = 0
     if loss == C_BPR:
         draws = 1
@@ -852,23 +859,9 @@ cdef inline void prefetch_ahead(const Model* model, int loss, const int[::1] use
         prefetch_search_path(model.positive_indices + start, count)
         if loss == C_WARP_KOS and not model.items.identity:
             prefetch_kos_draws(model, user, example_stream(seed, position + 2), 0)
-    if position + 1 >= n_visits:
-        return
-    user = users[position + 1]
-    item = items[position + 1]
-    prefetch_side_row(&model.users, user, model.no_components, PREFETCH_PARAMETERS | PREFETCH_STATE)
-    stream = example_stream(seed, position + 1)
-    if loss == C_WARP_KOS:
-        # k-OS samples among the user's positives, which are mostly popular, cache-resident items:
-        # prefetching their rows measured slower on the identity path (the draws and loads cost
-        # more than the misses saved); with features, their CSR feature ids come first
-        if not model.items.identity:
-            prefetch_kos_draws(model, user, stream, 1)
-        return
-    prefetch_side_row(&model.items, item, model.no_components, PREFETCH_PARAMETERS | PREFETCH_STATE)
-    for j in range(1, draws + 1):
-        prefetch_side_row(&model.items, stream_draw(stream, model.n_items, j), model.no_components,
-                          PREFETCH_PARAMETERS)
+    if position + 1 < n_visits:
+        prefetch_next_example(model, loss, users[position + 1], items[position + 1],
+                              example_stream(seed, position + 1), draws)
 
 
 cdef void fill_side(FeatureSide* side, object features, tuple parameters, float alpha):
@@ -916,8 +909,10 @@ cdef void run_block(Model* model, Workspace* work, int loss, const int[::1] exam
     for position in range(start, stop):
         if model.prefetch:
             prefetch_ahead(model, loss, example_users, example_items, position, n_visits, seed)
-        elif model.prefetch_next_rows:
-            prefetch_next_rows(model, loss, example_users, example_items, position, n_visits, seed)
+        elif model.prefetch_next_rows and position + 1 < n_visits:
+            # only the last stage, and only BPR's first candidate (see run_epoch)
+            prefetch_next_example(model, loss, example_users[position + 1], example_items[position + 1],
+                                  example_stream(seed, position + 1), 1 if loss == C_BPR else 0)
         if work.sampler.script == NULL:
             sampler_start_example(&work.sampler, seed, position)
         if loss == C_WARP:
@@ -1001,8 +996,7 @@ def run_epoch(int loss,
     if block_bounds is None:
         block_bounds = equal_block_bounds(n_visits, num_threads)
     n_blocks = block_bounds.shape[0] - 1
-    if n_blocks < 1 or block_bounds[0] != 0 or block_bounds[n_blocks] != n_visits or np.any(
-            np.diff(np.asarray(block_bounds)) < 0):
+    if n_blocks < 1 or check_bounds(&block_bounds[0], n_blocks, n_visits):
         raise ValueError("block_bounds must rise from 0 to the number of examples")
     if n_visits > 0:
         if example_labels is not None:
