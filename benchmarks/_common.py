@@ -458,6 +458,11 @@ def core_round_trip_ns(round_trips: int = 200_000) -> Optional[float]:
         return None
 
 
+def format_round_trip(nanoseconds: Optional[float]) -> str:
+    """A :func:`core_round_trip_ns` result as text (``"n/a"`` when it could not be measured)."""
+    return "n/a" if nanoseconds is None else f"{nanoseconds:.0f} ns"
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as fh:

@@ -32,10 +32,9 @@ def machine_description():
     import fastrank
 
     sys.path.insert(0, HERE)
-    from _common import core_round_trip_ns
+    from _common import core_round_trip_ns, format_round_trip
 
-    nanoseconds = core_round_trip_ns()
-    round_trip = "n/a" if nanoseconds is None else f"{nanoseconds:.0f} ns"
+    round_trip = format_round_trip(core_round_trip_ns())
     cpu = platform.processor() or "unknown"
     try:
         with open("/proc/cpuinfo") as stream:

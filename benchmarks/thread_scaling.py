@@ -91,10 +91,6 @@ def epoch_seconds(make_model, data: sp.coo_matrix, threads: int, epochs: int) ->
                            repeats=epochs, warmup=1).median
 
 
-def format_ns(value) -> str:
-    return "n/a" if value is None else f"{value:.0f} ns"
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     fastrank = C.try_import("fastrank")
@@ -106,8 +102,8 @@ def main(argv=None) -> int:
     for line in C.environment_summary([fastrank, lightfm]):
         print("# " + line)
     print(f"# {args.rounds} interleaved rounds ({args.rounds_ml100k} on ml100k); per cell a fresh model, "
-          f"1 warm-up + {args.epochs} timed "
-          f"epochs (median); no_components={NO_COMPONENTS}, learning_rate={LEARNING_RATE}, adagrad")
+          f"1 warm-up + {args.epochs} timed epochs (median); no_components={NO_COMPONENTS}, "
+          f"learning_rate={LEARNING_RATE}, adagrad")
     libraries = {"fastrank": lambda loss: fastrank.module.FastRank(
         no_components=NO_COMPONENTS, loss=loss, learning_rate=LEARNING_RATE, random_state=args.seed)}
     if lightfm.available and args.lightfm_losses:
@@ -130,7 +126,7 @@ def main(argv=None) -> int:
                         seconds.setdefault((dataset, loss, library, threads), []).append(value)
             if rounds <= 5 or (round_index + 1) % 5 == 0:
                 print(f"#   round {round_index + 1}/{rounds} done (core round trip before it: "
-                      f"{format_ns(round_trips[-1])})", flush=True)
+                      f"{C.format_round_trip(round_trips[-1])})", flush=True)
         round_trips.append(C.core_round_trip_ns())
         rows = []
         for loss in args.losses:
