@@ -26,8 +26,8 @@ cdef extern from "_simd.h":
     void fastrank_detect_cpu(int allow_avx2) noexcept nogil
     int fastrank_simd_level() noexcept nogil
     float fastrank_dot(const float* a, const float* b, int n) noexcept nogil
-    void fastrank_score_rows(const float* user, const float* embeddings, const float* biases, const int* ids,
-                             int count, int n, float* scores) noexcept nogil
+    void fastrank_score_rows(const float* user, const float* embeddings, const float* biases, Py_ssize_t bias_stride,
+                             const int* ids, int count, int n, float* scores) noexcept nogil
     float fastrank_weighted_sum(float* out, const float* embeddings, const float* biases,
                                 const fastrank_feature_entry* entries, int count, int n) noexcept nogil
     float fastrank_weighted_score(float* out, float* bias_out, const float* user, const float* embeddings,
@@ -63,6 +63,7 @@ cdef struct FeatureSide:
     float* bias_acc
     float* embedding_momentum  # adadelta: E[gradient^2]; NULL for adagrad
     float* bias_momentum
+    Py_ssize_t bias_stride     # distance between consecutive features' biases (and their state)
     float alpha                # L2 strength applied to every touched feature
 
 
@@ -172,7 +173,7 @@ cdef inline const float* representation(const FeatureSide* side, int row, int no
     """Embedding and bias of one user/item: a pointer to its row (identity) or the weighted sum
     of its features' rows written into ``buffer``."""
     if side.identity:
-        bias[0] = side.biases[row]
+        bias[0] = side.biases[row * side.bias_stride]
         return side.embeddings + <Py_ssize_t>row * no_components
     return feature_representation(side, row, no_components, buffer, bias)
 

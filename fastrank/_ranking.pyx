@@ -30,6 +30,7 @@ cdef void point_side(FeatureSide* side, object features, float[:, ::1] embedding
     """Point ``side`` at a feature matrix (None = identity) and its parameters; needs the GIL."""
     side.embeddings = &embeddings[0, 0]
     side.biases = &biases[0]
+    side.bias_stride = 1
     side.embedding_acc = NULL
     side.bias_acc = NULL
     side.embedding_momentum = NULL

@@ -66,6 +66,7 @@ cdef int BPR_TRIES = 100
 cdef int PREFETCH_DRAWS = 4
 cdef enum:
     CACHE_LINE_BYTES = 64
+    FLOATS_PER_LINE = 16
 # With features: how many draws before its rows a candidate's CSR feature ids are prefetched.
 cdef int IDS_AHEAD = 2
 # Feature path: how many features at the start of a CSR row are prefetched. In matrices built by
@@ -407,29 +408,30 @@ cdef inline void update_feature(const Model* model, FeatureSide* side, int featu
     cdef float alpha = side.alpha
     cdef float rate = model.learning_rate, rho = model.rho, eps = model.epsilon
     cdef float* embedding = side.embeddings + <Py_ssize_t>feature * d
+    cdef Py_ssize_t b = feature * side.bias_stride
     if model.schedule == SCHEDULE_ADAGRAD:
         fastrank_adagrad_row(embedding, side.embedding_acc + <Py_ssize_t>feature * d, gradient, weight, alpha,
                              rate, d)
         if with_bias:
-            g = weight * bias_gradient + alpha * side.biases[feature]
-            accumulated = side.bias_acc[feature]
-            side.biases[feature] -= rate * g / sqrtf(accumulated)
-            side.bias_acc[feature] = accumulated + g * g
+            g = weight * bias_gradient + alpha * side.biases[b]
+            accumulated = side.bias_acc[b]
+            side.biases[b] -= rate * g / sqrtf(accumulated)
+            side.bias_acc[b] = accumulated + g * g
     elif model.schedule == SCHEDULE_SGD:
         # no optimizer state: half the memory traffic of adagrad
         fastrank_sgd_row(embedding, gradient, weight, alpha, rate, d)
         if with_bias:
-            side.biases[feature] -= rate * (weight * bias_gradient + alpha * side.biases[feature])
+            side.biases[b] -= rate * (weight * bias_gradient + alpha * side.biases[b])
     else:
         fastrank_adadelta_row(embedding, side.embedding_acc + <Py_ssize_t>feature * d, side.embedding_momentum + <Py_ssize_t>feature * d, gradient,
                               weight, alpha, rho, eps, d)
         if with_bias:
-            g = weight * bias_gradient + alpha * side.biases[feature]
-            squared = rho * side.bias_momentum[feature] + (1 - rho) * g * g
-            side.bias_momentum[feature] = squared
-            step = sqrtf(side.bias_acc[feature] + eps) / sqrtf(squared + eps) * g
-            side.bias_acc[feature] = rho * side.bias_acc[feature] + (1 - rho) * step * step
-            side.biases[feature] -= step
+            g = weight * bias_gradient + alpha * side.biases[b]
+            squared = rho * side.bias_momentum[b] + (1 - rho) * g * g
+            side.bias_momentum[b] = squared
+            step = sqrtf(side.bias_acc[b] + eps) / sqrtf(squared + eps) * g
+            side.bias_acc[b] = rho * side.bias_acc[b] + (1 - rho) * step * step
+            side.biases[b] -= step
 
 
 cdef inline void apply_gradient(const Model* model, FeatureSide* side, int row, const float* gradient,
@@ -609,13 +611,13 @@ cdef inline void prefetch_feature(const FeatureSide* side, int feature, int no_c
     cdef Py_ssize_t offset = <Py_ssize_t>feature * no_components
     if parts & PREFETCH_PARAMETERS:
         prefetch_floats(side.embeddings + offset, no_components)
-        FASTRANK_PREFETCH(side.biases + feature)
+        FASTRANK_PREFETCH(side.biases + feature * side.bias_stride)
     if parts & PREFETCH_STATE and side.embedding_acc != NULL:
         prefetch_floats(side.embedding_acc + offset, no_components)
-        FASTRANK_PREFETCH(side.bias_acc + feature)
+        FASTRANK_PREFETCH(side.bias_acc + feature * side.bias_stride)
         if side.embedding_momentum != NULL:
             prefetch_floats(side.embedding_momentum + offset, no_components)
-            FASTRANK_PREFETCH(side.bias_momentum + feature)
+            FASTRANK_PREFETCH(side.bias_momentum + feature * side.bias_stride)
 
 
 cdef inline void prefetch_side_row(const FeatureSide* side, int row, int no_components, int parts) noexcept nogil:
@@ -709,7 +711,7 @@ cdef inline void warp_kos_step(Model* model, Workspace* work, int user) noexcept
     user_repr = representation(&model.users, user, model.no_components, work.user_buffer, &user_bias)
     if model.items.identity:
         # all rows at once: the dot products overlap instead of waiting for each other
-        fastrank_score_rows(user_repr, model.items.embeddings, model.items.biases, work.sampled_ids,
+        fastrank_score_rows(user_repr, model.items.embeddings, model.items.biases, model.items.bias_stride, work.sampled_ids,
                             sampled_count, model.no_components, work.sampled_scores)
     else:
         for j in range(min(KOS_ROWS_AHEAD, sampled_count) if model.prefetch else 0):
@@ -864,6 +866,61 @@ cdef inline void prefetch_ahead(const Model* model, int loss, const int[::1] use
                               example_stream(seed, position + 1), draws)
 
 
+cdef struct PaddedBiases:
+    void* allocation                # NULL: the side's biases are its own arrays
+    float* biases                   # the side's own arrays, restored by unpad_biases
+    float* bias_acc
+    float* bias_momentum
+    Py_ssize_t n_rows
+
+
+cdef int pad_biases(FeatureSide* side, Py_ssize_t n_rows, PaddedBiases* saved) noexcept nogil:
+    """Point ``side`` at a copy of its biases and their optimizer state with one cache line per
+    feature (bias, accumulator, momentum at its start); :func:`unpad_biases` copies them back.
+    Returns 1 when the copy cannot be allocated (``side`` is then unchanged)."""
+    cdef Py_ssize_t row
+    cdef float* line
+    saved.allocation = malloc(n_rows * CACHE_LINE_BYTES + CACHE_LINE_BYTES)
+    if saved.allocation == NULL:
+        return 1
+    saved.biases = side.biases
+    saved.bias_acc = side.bias_acc
+    saved.bias_momentum = side.bias_momentum
+    saved.n_rows = n_rows
+    line = <float*>((<uintptr_t>saved.allocation + CACHE_LINE_BYTES - 1) & ~(<uintptr_t>CACHE_LINE_BYTES - 1))
+    for row in range(n_rows):
+        line[row * FLOATS_PER_LINE] = side.biases[row]
+        if side.bias_acc != NULL:
+            line[row * FLOATS_PER_LINE + 1] = side.bias_acc[row]
+        if side.bias_momentum != NULL:
+            line[row * FLOATS_PER_LINE + 2] = side.bias_momentum[row]
+    side.biases = line
+    side.bias_acc = line + 1 if saved.bias_acc != NULL else NULL
+    side.bias_momentum = line + 2 if saved.bias_momentum != NULL else NULL
+    side.bias_stride = FLOATS_PER_LINE
+    return 0
+
+
+cdef void unpad_biases(FeatureSide* side, PaddedBiases* saved) noexcept nogil:
+    """Undo :func:`pad_biases`: copy the trained values back and free the copy (nothing to do
+    when ``saved.allocation`` is NULL)."""
+    cdef Py_ssize_t row
+    if saved.allocation == NULL:
+        return
+    for row in range(saved.n_rows):
+        saved.biases[row] = side.biases[row * FLOATS_PER_LINE]
+        if saved.bias_acc != NULL:
+            saved.bias_acc[row] = side.bias_acc[row * FLOATS_PER_LINE]
+        if saved.bias_momentum != NULL:
+            saved.bias_momentum[row] = side.bias_momentum[row * FLOATS_PER_LINE]
+    free(saved.allocation)
+    saved.allocation = NULL
+    side.biases = saved.biases
+    side.bias_acc = saved.bias_acc
+    side.bias_momentum = saved.bias_momentum
+    side.bias_stride = 1
+
+
 cdef void fill_side(FeatureSide* side, object features, tuple parameters, float alpha):
     """Point ``side`` at the arrays of one side (users or items); requires the GIL."""
     cdef float[:, ::1] embeddings = parameters[0]
@@ -888,6 +945,7 @@ cdef void fill_side(FeatureSide* side, object features, tuple parameters, float 
         bias_momentum = parameters[5]
         side.embedding_momentum = &embedding_momentum[0, 0]
         side.bias_momentum = &bias_momentum[0]
+    side.bias_stride = 1
     side.alpha = alpha
     point_feature_rows(side, features)
 
@@ -981,6 +1039,7 @@ def run_epoch(int loss,
     cdef int thread, block, n_blocks
     cdef int[1] allocation_failed
     cdef Workspace* work
+    cdef PaddedBiases padded_item_biases
     cdef int scored_capacity = 1, kept_representations = 0
     cdef const int* script_pointer = NULL
     cdef Py_ssize_t script_length = 0
@@ -1038,7 +1097,13 @@ def run_epoch(int loss,
     allocation_failed[0] = 0
     if n_visits == 0:
         return
-
+    # Item biases sit 16 to a cache line: with several threads on a model small enough to stay in
+    # cache, every bias update takes the line from the other cores, so each item's bias and its
+    # optimizer state get a line of their own for the epoch.
+    padded_item_biases.allocation = NULL
+    if not model.prefetch and num_threads > 1 and model.items.identity:
+        if pad_biases(&model.items, len(item_parameters[1]), &padded_item_biases):
+            raise MemoryError("fastrank could not allocate the per-epoch copy of the item biases")
     with nogil, parallel(num_threads=num_threads):
         thread = threadid()
         work = <Workspace*>malloc(sizeof(Workspace))
@@ -1089,5 +1154,6 @@ def run_epoch(int loss,
             free(work.rank_keys)
             free(work)
 
+    unpad_biases(&model.items, &padded_item_biases)
     if allocation_failed[0]:
         raise MemoryError("fastrank could not allocate per-thread training buffers")

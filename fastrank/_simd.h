@@ -288,10 +288,10 @@ static inline int fastrank_sorted_contains(const int* values, int n, int key) {
 FASTRANK_DEFINE_DOT(fastrank_dot_base, inline)
 
 static inline void fastrank_score_rows_base(const float* user, const float* embeddings, const float* biases,
-                                            const int* ids, int count, int n, float* scores) {
+                                            ptrdiff_t bias_stride, const int* ids, int count, int n, float* scores) {
     int j;
     for (j = 0; j < count; j++)
-        scores[j] = fastrank_dot_base(user, embeddings + (ptrdiff_t)ids[j] * n, n) + biases[ids[j]];
+        scores[j] = fastrank_dot_base(user, embeddings + (ptrdiff_t)ids[j] * n, n) + biases[ids[j] * bias_stride];
 }
 
 FASTRANK_DEFINE_ADAGRAD(fastrank_adagrad_row_base, inline)
@@ -351,7 +351,8 @@ static FASTRANK_TARGET_AVX2 float fastrank_dot_avx2(const float* a, const float*
    fastrank_dot_avx2 sums (same lanes, same order, so the same result), but with four
    independent chains in flight instead of two. */
 static FASTRANK_TARGET_AVX2 void fastrank_score_rows_avx2(const float* user, const float* embeddings,
-                                                          const float* biases, const int* ids, int count,
+                                                          const float* biases, ptrdiff_t bias_stride,
+                                                          const int* ids, int count,
                                                           int n, float* scores) {
     int j = 0, i;
     for (; j + 2 <= count; j += 2) {
@@ -387,11 +388,11 @@ static FASTRANK_TARGET_AVX2 void fastrank_score_rows_avx2(const float* user, con
             total0 += user[i] * first[i];
             total1 += user[i] * second[i];
         }
-        scores[j] = total0 + biases[ids[j]];
-        scores[j + 1] = total1 + biases[ids[j + 1]];
+        scores[j] = total0 + biases[ids[j] * bias_stride];
+        scores[j + 1] = total1 + biases[ids[j + 1] * bias_stride];
     }
     for (; j < count; j++)
-        scores[j] = fastrank_dot_avx2(user, embeddings + (ptrdiff_t)ids[j] * n, n) + biases[ids[j]];
+        scores[j] = fastrank_dot_avx2(user, embeddings + (ptrdiff_t)ids[j] * n, n) + biases[ids[j] * bias_stride];
 }
 
 /* Adagrad with AVX2: 1/sqrt(acc) from the hardware estimate refined by one Newton-Raphson step
@@ -515,8 +516,8 @@ static inline float fastrank_dot(const float* a, const float* b, int n) {
 }
 
 static inline void fastrank_score_rows(const float* user, const float* embeddings, const float* biases,
-                                       const int* ids, int count, int n, float* scores) {
-    FASTRANK_DISPATCH(fastrank_score_rows, user, embeddings, biases, ids, count, n, scores);
+                                       ptrdiff_t bias_stride, const int* ids, int count, int n, float* scores) {
+    FASTRANK_DISPATCH(fastrank_score_rows, user, embeddings, biases, bias_stride, ids, count, n, scores);
 }
 
 static inline void fastrank_adagrad_row(float* row, float* acc, const float* gradient, float weight,

@@ -143,12 +143,15 @@ def test_prefetching_changes_no_result(loss, features):
     assert _sgd.set_prefetch_threshold(previous) == _sgd.DEFAULT_PREFETCH_ABOVE_BYTES == 2 * 1024 * 1024
 
 
+@pytest.mark.parametrize("schedule", ["adagrad", "adadelta", "sgd"])
 @pytest.mark.parametrize("features", [False, True], ids=["identity", "features"])
 @pytest.mark.parametrize("loss", LOSSES)
-def test_next_row_prefetching_changes_no_result(monkeypatch, loss, features):
+def test_small_model_thread_paths_change_no_result(monkeypatch, loss, features, schedule):
     """Several threads on a small model prefetch the next example's rows (and BPR's first draw,
-    peeked, not drawn): one thread given every example through a 2-thread call trains exactly
-    as a 1-thread call does."""
+    peeked, not drawn) and, on the identity path, give each item's bias and its optimizer state a
+    cache line of their own for the epoch: one thread given every example through a 2-thread
+    call trains exactly as a 1-thread call does (every bias, accumulator and momentum back in
+    place)."""
     from fastrank import _sgd
 
     feature_matrices = dict(user_features=random_features(30, 8), item_features=random_features(20, 6, seed=1))
@@ -157,7 +160,7 @@ def test_next_row_prefetching_changes_no_result(monkeypatch, loss, features):
     real_epoch = _sgd.run_epoch
     monkeypatch.setattr(_sgd, "run_epoch", lambda **kwargs: calls.append(kwargs) or real_epoch(**kwargs))
     kwargs = feature_matrices if features else {}
-    start = FastRank(loss=loss, random_state=0).fit(interactions, epochs=1, **kwargs)
+    start = FastRank(loss=loss, learning_schedule=schedule, random_state=0).fit(interactions, epochs=1, **kwargs)
     monkeypatch.undo()
     n = calls[0]["example_users"].shape[0]
     previous = _sgd.set_prefetch_threshold(2**62)  # a small model: only the next-row prefetch runs
