@@ -96,6 +96,22 @@ def test_sorted_rows_pointer():
     np.testing.assert_array_equal(_sparse.sorted_rows_pointer(np.array([], dtype=np.int32), 2), [0, 0, 0])
 
 
+def test_sorted_rows_pointer_on_long_and_empty_rows():
+    """Rows of every length around the eight entries that are skipped at once, empty rows
+    between them, and a fall hidden in the middle of a long row."""
+    rng = np.random.default_rng(0)
+    for lengths in ([7, 8, 9], [8, 0, 8, 0, 0, 16], [1, 15, 0, 17, 3], list(rng.integers(0, 40, size=300))):
+        rows = np.repeat(np.arange(len(lengths)), lengths).astype(np.int32)
+        n_rows = len(lengths) + 2  # and empty rows at the end
+        expected = np.searchsorted(rows, np.arange(n_rows + 1))
+        np.testing.assert_array_equal(_sparse.sorted_rows_pointer(rows, n_rows), expected)
+        if len(rows) > 12:
+            fallen = rows.copy()
+            fallen[len(rows) // 2] = fallen[len(rows) // 2 - 1] - 1 if fallen[len(rows) // 2 - 1] > 0 else n_rows - 1
+            if np.any(np.diff(fallen) < 0):
+                assert _sparse.sorted_rows_pointer(fallen, n_rows) is None
+
+
 @pytest.mark.parametrize(
     "indptr, indices, canonical",
     [
