@@ -11,7 +11,7 @@ cimport cython
 import numpy as np
 from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport expf, logf, sqrtf, floorf, fabsf, tanhf
-from libc.stdint cimport int64_t, uint64_t, uintptr_t
+from libc.stdint cimport int64_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 
@@ -153,6 +153,47 @@ cdef inline uint64_t block_seed(uint64_t seed, int blocks, int block) noexcept n
         return seed
     state = seed + <uint64_t>(block + 1) * <uint64_t>0x9E3779B97F4A7C15
     return splitmix64(&state)
+
+
+cdef enum:
+    FINITE_CHECK_CHUNK = 1 << 16   # floats per task of all_finite: 256 KiB, a few microseconds
+
+
+cdef uint32_t has_nonfinite(const float* values, Py_ssize_t n) noexcept nogil:
+    """1 if any of ``values[0:n]`` is NaN or infinite (all exponent bits set), else 0: integer
+    tests on the bits, which vectorise, unlike float comparisons that must keep NaN semantics."""
+    cdef const uint32_t* bits = <const uint32_t*>values
+    cdef uint32_t found = 0
+    cdef Py_ssize_t i
+    for i in range(n):
+        found |= (bits[i] & 0x7F800000U) == 0x7F800000U
+    return found
+
+
+def all_finite(const float[::1] values, int num_threads=1):
+    """Whether every value is finite, checked in chunks by ``num_threads`` threads.
+
+    Parameters
+    ----------
+    values : float32 array of shape (n,)
+        A parameter array, flattened (C order, so a view of a 2-D array).
+    num_threads : int, default 1
+
+    Returns
+    -------
+    bool
+    """
+    cdef Py_ssize_t n = values.shape[0], chunk, n_chunks = (n + FINITE_CHECK_CHUNK - 1) // FINITE_CHECK_CHUNK
+    cdef uint32_t found = 0
+    if num_threads < 1:
+        raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+    if n == 0:
+        return True
+    with nogil, parallel(num_threads=min(<Py_ssize_t>num_threads, n_chunks)):
+        for chunk in prange(n_chunks, schedule="static"):
+            found |= has_nonfinite(&values[chunk * FINITE_CHECK_CHUNK],
+                                   min(<Py_ssize_t>FINITE_CHECK_CHUNK, n - chunk * FINITE_CHECK_CHUNK))
+    return found == 0
 
 
 def shuffled_order(unsigned long long seed, Py_ssize_t n):

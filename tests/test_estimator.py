@@ -349,6 +349,38 @@ def test_divergence_raises_a_helpful_error():
         model.fit(random_interactions(negatives=True), epochs=5)
 
 
+@pytest.mark.parametrize("name", ["user_embeddings", "user_biases", "item_embeddings", "item_biases"])
+def test_divergence_check_names_the_array(name):
+    model = FastRank(random_state=0).fit(random_interactions(), epochs=1)
+    model._check_finite(num_threads=2)
+    getattr(model, name).reshape(-1)[-1] = np.inf
+    with pytest.raises(ValueError, match=f"diverged: {name} contains"):
+        model._check_finite(num_threads=2)
+
+
+@pytest.mark.parametrize("num_threads", [1, 3])
+def test_all_finite_finds_nan_and_inf_anywhere(num_threads):
+    """The check runs in chunks of 65,536 floats on several threads: a bad value at either end
+    of any chunk is found; NaN payloads and both infinities count, the largest finite float does
+    not."""
+    from fastrank import _sgd
+
+    values = np.random.default_rng(0).standard_normal(3 * 65536 + 5).astype(np.float32)
+    values[100] = np.finfo(np.float32).max
+    values[101] = -np.finfo(np.float32).max
+    values[102] = np.finfo(np.float32).tiny / 2  # subnormal
+    assert _sgd.all_finite(values, num_threads)
+    assert _sgd.all_finite(np.empty(0, dtype=np.float32), num_threads)
+    quiet_nan_with_payload = np.array([0x7FC01234], dtype=np.uint32).view(np.float32)[0]
+    for position in (0, 65535, 65536, 2 * 65536 + 1, len(values) - 1):
+        for bad in (np.nan, np.inf, -np.inf, quiet_nan_with_payload):
+            broken = values.copy()
+            broken[position] = bad
+            assert not _sgd.all_finite(broken, num_threads), (position, bad)
+    with pytest.raises(ValueError, match="num_threads"):
+        _sgd.all_finite(values, 0)
+
+
 def test_verbose_prints_a_line_per_epoch_without_tqdm(monkeypatch, capsys):
     real_import = builtins.__import__
 
