@@ -63,7 +63,9 @@ cdef struct FeatureSide:
     float* bias_acc
     float* embedding_momentum  # adadelta: E[gradient^2]; NULL for adagrad
     float* bias_momentum
-    Py_ssize_t bias_stride     # distance between consecutive features' biases (and their state)
+    Py_ssize_t bias_stride     # distance between consecutive features' biases and their state: 1, or
+                               # 16 on the identity path while several threads train a small model
+                               # (_sgd.pad_biases); the feature-path sums in _simd.h assume 1
     float alpha                # L2 strength applied to every touched feature
 
 
