@@ -520,9 +520,7 @@ class FastRank:
         # Each thread trains on its own users (see _sgd.shuffled_examples); without OpenMP
         # there is one thread, and one block keeps the single-thread order.
         n_blocks = num_threads if _sgd.openmp_enabled() else 1
-        user_order = None
-        if n_blocks > 1:
-            user_order = _thread_user_order(n_users, self._rng)
+        user_order = _thread_user_order(n_users, self._rng) if n_blocks > 1 else None
         for _ in _epoch_range(epochs, verbose):
             shuffle_seed = int(self._rng.integers(0, 2**63))
             seed = int(self._rng.integers(0, 2**63))

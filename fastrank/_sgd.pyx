@@ -907,6 +907,11 @@ cdef inline void prefetch_ahead(const Model* model, int loss, const int[::1] use
                               example_stream(seed, position + 1), draws)
 
 
+cdef inline float* first_cache_line(void* allocation) noexcept nogil:
+    """The first cache-line boundary at or after ``allocation`` (which has a spare line for it)."""
+    return <float*>((<uintptr_t>allocation + CACHE_LINE_BYTES - 1) & ~(<uintptr_t>CACHE_LINE_BYTES - 1))
+
+
 cdef struct PaddedBiases:
     void* allocation                # NULL: the side's biases are its own arrays
     float* biases                   # the side's own arrays, restored by unpad_biases
@@ -928,7 +933,7 @@ cdef int pad_biases(FeatureSide* side, Py_ssize_t n_rows, PaddedBiases* saved) n
     saved.bias_acc = side.bias_acc
     saved.bias_momentum = side.bias_momentum
     saved.n_rows = n_rows
-    line = <float*>((<uintptr_t>saved.allocation + CACHE_LINE_BYTES - 1) & ~(<uintptr_t>CACHE_LINE_BYTES - 1))
+    line = first_cache_line(saved.allocation)
     for row in range(n_rows):
         line[row * FLOATS_PER_LINE] = side.biases[row]
         if side.bias_acc != NULL:
@@ -1153,8 +1158,7 @@ def run_epoch(int loss,
             # 8-float loads of a buffer then never straddle two lines
             work.buffers_allocation = malloc((10 + kept_representations) * no_components * sizeof(float)
                                              + CACHE_LINE_BYTES)
-            work.user_buffer = <float*>((<uintptr_t>work.buffers_allocation + CACHE_LINE_BYTES - 1)
-                                        & ~(<uintptr_t>CACHE_LINE_BYTES - 1))
+            work.user_buffer = first_cache_line(work.buffers_allocation)
             work.rank_keys = <unsigned long long*>malloc(
                 scored_capacity * (sizeof(unsigned long long) + sizeof(int) + 2 * sizeof(float)))
             if work.buffers_allocation == NULL or work.rank_keys == NULL:

@@ -163,7 +163,8 @@ def test_small_model_thread_paths_change_no_result(monkeypatch, loss, features, 
     start = FastRank(loss=loss, learning_schedule=schedule, random_state=0).fit(interactions, epochs=1, **kwargs)
     monkeypatch.undo()
     n = calls[0]["example_users"].shape[0]
-    previous = _sgd.set_prefetch_threshold(2**62)  # a small model: only the next-row prefetch runs
+    # a small model: no staged prefetch; at 2 threads the next-row prefetch and padded item biases
+    previous = _sgd.set_prefetch_threshold(2**62)
     try:
         trained = []
         for num_threads, bounds in ((1, [0, n]), (2, [0, n, n])):
