@@ -31,6 +31,16 @@ kernel, finiteness check). Ratios: fastrank / floor (random) is the headroom lef
 kernel with the same access pattern; floor / streaming is the price of random rows; streaming /
 in-cache is the price of bandwidth.
 
+**Two threads** (skipped with ``--no-two-threads``, or where fewer than two CPUs can be pinned
+or fastrank lacks OpenMP): a second fastrank model trains on 2 threads epoch for epoch beside
+the first, and the random floor runs on two threads pinned to two CPUs, each over one block of
+users cut as ``fit`` cuts them, once sharing one set of parameters (Hogwild: the threads write
+the same popular item rows) and once each on its own copy of the item side (the blocks already
+keep the user rows apart, so nothing is written by both: the best speed-up this machine gives
+two threads doing this arithmetic on these rows, while the copies fit in cache). fastrank's
+speed-up set beside the two floors' tells the cost of shared rows, which the hardware sets,
+from the kernel's own.
+
 Usage::
 
     .venv/bin/python benchmarks/roofline.py                 # ~15-30 s
@@ -49,6 +59,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -88,6 +99,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--synthetic-items", type=int, default=20_000)
     p.add_argument("--synthetic-nnz", type=int, default=1_000_000)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--no-two-threads", action="store_true",
+                   help="skip the two-thread section (fastrank and the floor on 2 pinned threads)")
     p.add_argument("--cc", default=os.environ.get("CC", "cc"), help="C compiler")
     p.add_argument("--plot-dir", type=Path, default=HERE / "plots")
     p.add_argument("--no-plot", action="store_true")
@@ -168,16 +181,21 @@ def load_dataset(args, name: str) -> sp.coo_matrix:
 
 def fresh_parameters(n_users: int, n_items: int, d: int, loss: str, rng) -> Dict[str, np.ndarray]:
     """Parameter and accumulator arrays initialised like fastrank's (values only matter for
-    staying finite and normal; timings do not depend on them)."""
+    staying finite and normal; timings do not depend on them), each starting on a cache line as
+    fastrank keeps its own: numpy only promises 16 bytes, and 256-byte rows that straddle five
+    lines instead of four made the floor up to 30% slower, by a different amount in each process."""
+    from fastrank._validation import cache_aligned
+
     acc = INITIAL_ACCUMULATOR[loss]
 
     def emb(n):
-        return np.ascontiguousarray((rng.random((n, d), dtype=np.float32) - np.float32(0.5)) / np.float32(d))
+        return (rng.random((n, d), dtype=np.float32) - np.float32(0.5)) / np.float32(d)
 
-    return {"ue": emb(n_users), "ua": np.full((n_users, d), acc, np.float32),
-            "ub": np.zeros(n_users, np.float32), "uba": np.full(n_users, acc, np.float32),
-            "ie": emb(n_items), "ia": np.full((n_items, d), acc, np.float32),
-            "ib": np.zeros(n_items, np.float32), "iba": np.full(n_items, acc, np.float32)}
+    arrays = {"ue": emb(n_users), "ua": np.full((n_users, d), acc, np.float32),
+              "ub": np.zeros(n_users, np.float32), "uba": np.full(n_users, acc, np.float32),
+              "ie": emb(n_items), "ia": np.full((n_items, d), acc, np.float32),
+              "ib": np.zeros(n_items, np.float32), "iba": np.full(n_items, acc, np.float32)}
+    return {name: cache_aligned(array) for name, array in arrays.items()}
 
 
 def access_patterns(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int, n_negatives: int,
@@ -247,35 +265,146 @@ def violators_for(schedule: Dict[str, np.ndarray], negatives: np.ndarray) -> np.
 # ---------------------------------------------------------------------------
 
 
+def floor_call(floor: Floor, loss: str, pattern: Dict[str, np.ndarray], params: Dict[str, np.ndarray],
+               d: int, prefetch: int, schedule=None):
+    """A zero-argument callable running the floor of ``loss`` once over ``pattern`` on ``params``.
+
+    ctypes releases the GIL for the call's duration, so calls in several Python threads run at
+    once (on shared or separate ``params``)."""
+    P = params
+    n = pattern["users"].shape[0]
+    if loss == "bpr":
+        return lambda: floor.lib.floor_bpr(pattern["users"], pattern["items"], pattern["negatives"], n,
+                                           P["ue"], P["ua"], P["ie"], P["ia"], P["ib"], P["iba"], d,
+                                           LEARNING_RATE, prefetch)
+    if loss == "logistic":
+        return lambda: floor.lib.floor_logistic(pattern["users"], pattern["items"], n, P["ue"], P["ua"], P["ub"],
+                                                P["uba"], P["ie"], P["ia"], P["ib"], P["iba"], d, LEARNING_RATE,
+                                                prefetch)
+    negatives = pattern["negatives"]
+    violators = violators_for(schedule, negatives)
+    return lambda: floor.lib.floor_warp(pattern["users"], pattern["items"], negatives, schedule["counts"],
+                                        violators, schedule["coefficient"], n, negatives.shape[0], P["ue"],
+                                        P["ua"], P["ie"], P["ia"], P["ib"], P["iba"], d, LEARNING_RATE, prefetch)
+
+
+def check_finite_parameters(loss: str, params: Dict[str, np.ndarray]) -> None:
+    for name in ("ue", "ie"):
+        if not np.all(np.isfinite(params[name])):
+            raise RuntimeError(f"floor {loss}: parameters diverged ({name})")
+
+
 def time_floor(floor: Floor, loss: str, pattern: Dict[str, np.ndarray], params: Dict[str, np.ndarray],
                d: int, prefetch: int, repeats: int, schedule=None) -> C.Timing:
-    P = params
-    if loss == "bpr":
-        n = pattern["users"].shape[0]
-
-        def call():
-            floor.lib.floor_bpr(pattern["users"], pattern["items"], pattern["negatives"], n,
-                                P["ue"], P["ua"], P["ie"], P["ia"], P["ib"], P["iba"], d, LEARNING_RATE, prefetch)
-    elif loss == "logistic":
-        n = pattern["users"].shape[0]
-
-        def call():
-            floor.lib.floor_logistic(pattern["users"], pattern["items"], n, P["ue"], P["ua"], P["ub"], P["uba"],
-                                     P["ie"], P["ia"], P["ib"], P["iba"], d, LEARNING_RATE, prefetch)
-    else:
-        n = pattern["users"].shape[0]
-        negatives = pattern["negatives"]
-        violators = violators_for(schedule, negatives)
-
-        def call():
-            floor.lib.floor_warp(pattern["users"], pattern["items"], negatives, schedule["counts"], violators,
-                                 schedule["coefficient"], n, negatives.shape[0], P["ue"], P["ua"], P["ie"],
-                                 P["ia"], P["ib"], P["iba"], d, LEARNING_RATE, prefetch)
-    timing = C.time_repeated(call, repeats=repeats, warmup=1)
-    for name in ("ue", "ie"):
-        if not np.all(np.isfinite(P[name])):
-            raise RuntimeError(f"floor {loss}: parameters diverged ({name})")
+    timing = C.time_repeated(floor_call(floor, loss, pattern, params, d, prefetch, schedule),
+                             repeats=repeats, warmup=1)
+    check_finite_parameters(loss, params)
     return timing
+
+
+# ---------------------------------------------------------------------------
+# Two threads: the floor's speed-up with shared and with private parameters
+# ---------------------------------------------------------------------------
+
+
+def thread_cpus(n_threads: int) -> Optional[List[int]]:
+    """The first ``n_threads`` CPUs this process may run on, or None when there are fewer (or the
+    platform cannot pin threads)."""
+    if not hasattr(os, "sched_getaffinity") or not hasattr(os, "sched_setaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    return cpus[:n_threads] if len(cpus) >= n_threads else None
+
+
+def run_pinned(calls, cpus: List[int]) -> float:
+    """Run ``calls[t]()`` in thread t pinned to ``cpus[t]``, all released at once; the seconds from
+    the first start to the last finish.
+
+    Pinned, because threads created for a few milliseconds of work are often placed on one CPU
+    by the scheduler at first, which would time its placement rather than the two cores. Each
+    thread reads its own clock, because the main thread (a third runnable thread on two CPUs) may
+    be scheduled late."""
+    spans: List[Optional[tuple]] = [None] * len(calls)
+    errors: List[BaseException] = []
+    start = threading.Barrier(len(calls))
+
+    def work(index: int) -> None:
+        try:
+            os.sched_setaffinity(0, {cpus[index]})  # 0: the calling thread
+            start.wait()
+            began = time.perf_counter()
+            calls[index]()
+            spans[index] = (began, time.perf_counter())
+        except BaseException as exc:  # noqa: BLE001 (reported in the main thread)
+            errors.append(exc)
+            start.abort()
+
+    threads = [threading.Thread(target=work, args=(index,)) for index in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise RuntimeError(f"a floor thread failed: {errors[0]!r}") from errors[0]
+    return max(end for _, end in spans) - min(began for began, _ in spans)
+
+
+def user_blocks(users: np.ndarray, n_users: int, n_blocks: int, rng) -> List[np.ndarray]:
+    """Example positions cut into blocks as ``fit`` cuts them for its threads: users in a random
+    order, the examples laid out user by user, cut into ``n_blocks`` blocks of equal size (only a
+    user at a cut is in two), each block shuffled."""
+    rank = np.empty(n_users, dtype=np.int64)
+    rank[rng.permutation(n_users)] = np.arange(n_users)
+    order = np.argsort(rank[users], kind="stable")
+    cuts = np.linspace(0, order.shape[0], n_blocks + 1).astype(np.int64)
+    return [order[a:b][rng.permutation(b - a)] for a, b in zip(cuts[:-1], cuts[1:])]
+
+
+def block_patterns(loss: str, users: np.ndarray, items: np.ndarray, n_users: int, n_items: int, n_blocks: int,
+                   pooled_draws, rng):
+    """Per block: the random floor's pattern (and WARP schedule) for that block's examples."""
+    blocks = []
+    for positions in user_blocks(users, n_users, n_blocks, rng):
+        n = positions.shape[0]
+        schedule = warp_schedule(pooled_draws, n, n_items, rng) if loss == "warp" else None
+        n_negatives = int(schedule["counts"].sum()) if loss == "warp" else n
+        pattern = {"users": np.ascontiguousarray(users[positions], dtype=np.int32),
+                   "items": np.ascontiguousarray(items[positions], dtype=np.int32),
+                   "negatives": np.ascontiguousarray(rng.integers(0, n_items, max(n_negatives, 1)), dtype=np.int32)}
+        blocks.append((pattern, schedule))
+    return blocks
+
+
+def time_two_thread_floors(args, floor: Floor, loss: str, whole, blocks, n_users: int, n_items: int,
+                           cpus: List[int], repeats: int, rng) -> Dict[str, float]:
+    """Median seconds of the random floor on one thread (all examples) and on two pinned threads
+    (one user block each) sharing one set of parameters (Hogwild, as fastrank) or each writing
+    its own copy of the item side (the user blocks already keep the user rows apart, so then no
+    row is written by both: the machine's ceiling for two threads), interleaved per repeat so a
+    slow spell of a shared machine hits all three."""
+    d = args.no_components
+    shared = fresh_parameters(n_users, n_items, d, loss, rng)
+    private = []
+    for _ in blocks:
+        own = fresh_parameters(n_users, n_items, d, loss, rng)
+        private.append({name: shared[name] if name.startswith("u") else own[name] for name in shared})
+    one = [floor_call(floor, loss, whole[0], shared, d, args.prefetch, whole[1])]
+    on_shared = [floor_call(floor, loss, pattern, shared, d, args.prefetch, schedule) for pattern, schedule in blocks]
+    on_private = [floor_call(floor, loss, pattern, params, d, args.prefetch, schedule)
+                  for (pattern, schedule), params in zip(blocks, private)]
+    seconds: Dict[str, List[float]] = {"one": [], "shared": [], "private": []}
+    # After a parallel region, an OpenMP worker of fastrank's spins for a few milliseconds before
+    # it sleeps; meanwhile it takes a CPU from the pinned floor threads (measured: the private
+    # floor's two threads 2.2x slower right after a fastrank epoch, not 10 ms later).
+    time.sleep(0.05)
+    for repeat in range(repeats + 1):  # the first round warms up
+        for key, calls in (("one", one), ("shared", on_shared), ("private", on_private)):
+            elapsed = run_pinned(calls, cpus[:len(calls)])
+            if repeat:
+                seconds[key].append(elapsed)
+    for params in [shared, *private]:
+        check_finite_parameters(loss, params)
+    return {key: float(np.median(values)) for key, values in seconds.items()}
 
 
 def run_dataset(args, name: str, mat: sp.coo_matrix, fr, floor: Floor) -> List[Dict]:
@@ -289,6 +418,9 @@ def run_dataset(args, name: str, mat: sp.coo_matrix, fr, floor: Floor) -> List[D
     keys = users.astype(np.int64) * n_items + items  # sorted (CSR order, sorted columns)
     repeats = args.epochs * (3 if nnz < SMALL_SET else 1)
     rng = np.random.default_rng(args.seed)
+    cpus = None if args.no_two_threads else thread_cpus(2)
+    if cpus is not None and not fr._sgd.openmp_enabled():
+        cpus = None  # fastrank would train on one thread
     records = []
     for loss in args.losses:
         rec = {"dataset": name, "loss": loss, "nnz": nnz, "n_users": n_users, "n_items": n_items,
@@ -298,13 +430,26 @@ def run_dataset(args, name: str, mat: sp.coo_matrix, fr, floor: Floor) -> List[D
         t0 = time.perf_counter()
         model.fit_partial(mat, epochs=1)
         warmup = time.perf_counter() - t0
-        epoch_seconds, draws = [], []
+        # A second model trains on two threads, epoch for epoch beside the first (same state of
+        # training, same moments of a shared machine).
+        model2 = None
+        if cpus is not None:
+            model2 = fr.FastRank(no_components=d, loss=loss, learning_rate=LEARNING_RATE, random_state=args.seed)
+            model2.fit_partial(mat, epochs=1, num_threads=2)
+        epoch_seconds, epoch_seconds2, draws = [], [], []
         for _ in range(repeats):
             if loss == "warp":
                 draws.append(warp_draws(model, users, items, keys, n_items, args.warp_sample, rng))
             t0 = time.perf_counter()
             model.fit_partial(mat, epochs=1)
             epoch_seconds.append(time.perf_counter() - t0)
+            if model2 is not None:
+                t0 = time.perf_counter()
+                model2.fit_partial(mat, epochs=1, num_threads=2)
+                epoch_seconds2.append(time.perf_counter() - t0)
+        if model2 is not None:
+            rec.update(fastrank_seconds_2t=epoch_seconds2, fastrank_epoch_2t=float(np.median(epoch_seconds2)))
+            del model2
         if loss == "warp":
             draws.append(warp_draws(model, users, items, keys, n_items, args.warp_sample, rng))
         setup = C.time_repeated(lambda m=model: m.fit_partial(mat, epochs=0), repeats=repeats, warmup=1)
@@ -314,7 +459,7 @@ def run_dataset(args, name: str, mat: sp.coo_matrix, fr, floor: Floor) -> List[D
         log(args, f"  {name} {loss}: fastrank warm-up {warmup:.3f}s | timed "
             + " ".join(f"{s:.3f}s" for s in epoch_seconds) + f" | setup (epochs=0) {setup.median:.4f}s")
         # ---- work per positive --------------------------------------------------------------
-        schedule = None
+        schedule = pooled = None
         if loss == "bpr":
             dots, updates, n_negatives = 2.0, 3.0, nnz
         elif loss == "logistic":
@@ -342,6 +487,14 @@ def run_dataset(args, name: str, mat: sp.coo_matrix, fr, floor: Floor) -> List[D
                 del params
             log(args, f"  {name} {loss}: floor {rec['floor']:.4f}s, no prefetch {rec['floor_no_prefetch']:.4f}s, "
                 f"streaming {rec['streaming']:.4f}s, in-cache {rec['in_cache']:.4f}s")
+            if cpus is not None:
+                blocks = block_patterns(loss, users, items, n_users, n_items, 2, pooled, rng)
+                rec["round_trip_ns"] = C.core_round_trip_ns()
+                two = time_two_thread_floors(args, floor, loss, (patterns["random"], schedule), blocks, n_users,
+                                             n_items, cpus, max(repeats, 5), rng)
+                rec.update(floor_1t=two["one"], floor_2t_shared=two["shared"], floor_2t_private=two["private"])
+                log(args, f"  {name} {loss}: floor 1 thread {two['one']:.4f}s, 2 threads shared "
+                    f"{two['shared']:.4f}s, private {two['private']:.4f}s")
         records.append(rec)
         del model
     return records
@@ -362,6 +515,36 @@ def _x(a: Optional[float], b: Optional[float]) -> str:
 
 def _ns(value: Optional[float], nnz: int) -> str:
     return "-" if value is None else f"{value / nnz * 1e9:.0f}"
+
+
+def print_two_threads(records: List[Dict], md: bool) -> None:
+    print("## Two threads: fastrank's speed-up and the floor's")
+    rows = []
+    for r in records:
+        setup = r["setup"]
+        one, two = r["fastrank_epoch"], r["fastrank_epoch_2t"]
+        floor_one, shared, private = r.get("floor_1t"), r.get("floor_2t_shared"), r.get("floor_2t_private")
+        rows.append([r["dataset"], r["loss"], C.format_round_trip(r.get("round_trip_ns")), _s(one), _s(two),
+                     _x(one, two), _x(one - setup, two - setup), _s(floor_one), _s(shared), _x(floor_one, shared),
+                     _s(private), _x(floor_one, private)])
+    print(C.format_table(["dataset", "loss", "core round trip", "fastrank 1 thr", "fastrank 2 thr",
+                          "speed-up per call", "speed-up of epoch work", "floor 1 thr", "floor 2 thr shared",
+                          "speed-up shared", "floor 2 thr private", "speed-up private"], rows, md))
+    print()
+    notes = [
+        "fastrank: fit_partial(epochs=1) on 1 and on 2 threads (two models trained epoch for epoch side by",
+        "side; median seconds); epoch work = epoch - setup (the 1-thread fit_partial(epochs=0)). Floor: the",
+        "random floor, on 1 thread over all examples, and on 2 threads pinned to 2 CPUs, each over one block",
+        "of users cut as fit cuts them (random user order, equal halves of the examples), either sharing one",
+        "set of parameters (Hogwild: both threads write the popular item rows, as in fastrank) or each",
+        "writing its own copy of the item side (no row written by both: what this machine allows two",
+        "threads at best, while the copies fit in cache).",
+        "The floor packs 16 item biases per cache line; fastrank gives each item bias its own line when",
+        "several threads train a model of under 2 MiB, so it can beat the shared floor. The core round trip",
+        "(benchmarks/core_latency.c) is measured just before each row's two-thread floors.",
+    ]
+    print("\n".join(notes))
+    print()
 
 
 def plot(args, records: List[Dict]) -> Optional[str]:
@@ -446,6 +629,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                           "in-cache ns", "fastrank/floor", "work/floor", "floor/streaming",
                           "streaming/in-cache"], rows, md))
     print()
+    two = [r for r in records if "fastrank_epoch_2t" in r]
+    if two:
+        print_two_threads(two, md)
+    elif not args.no_two_threads:
+        print("Two threads: skipped (fewer than two CPUs to pin to, no sched_setaffinity, fastrank built "
+              "without OpenMP, or no floor).")
+        print()
     warp = [r for r in records if r["loss"] == "warp"]
     for r in warp:
         states = ", ".join(f"{v:.2f}" for v in r["warp_negatives_by_state"])
