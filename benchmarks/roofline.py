@@ -350,11 +350,14 @@ def run_pinned(calls, cpus: List[int]) -> float:
 
 
 def user_blocks(users: np.ndarray, n_users: int, n_blocks: int, rng) -> List[np.ndarray]:
-    """Example positions cut into blocks as ``fit`` cuts them for its threads: users in a random
-    order, the examples laid out user by user, cut into ``n_blocks`` blocks of equal size (only a
-    user at a cut is in two), each block shuffled."""
+    """Example positions cut into blocks as ``fit`` cuts them for its threads: users in fit's
+    order (runs of consecutive ids in a random order, so that no line of user biases is written
+    by two threads), the examples laid out user by user, cut into ``n_blocks`` blocks of equal
+    size (only a user at a cut is in two), each block shuffled."""
+    from fastrank._estimator import _thread_user_order
+
     rank = np.empty(n_users, dtype=np.int64)
-    rank[rng.permutation(n_users)] = np.arange(n_users)
+    rank[_thread_user_order(n_users, rng)] = np.arange(n_users)
     order = np.argsort(rank[users], kind="stable")
     cuts = np.linspace(0, order.shape[0], n_blocks + 1).astype(np.int64)
     return [order[a:b][rng.permutation(b - a)] for a, b in zip(cuts[:-1], cuts[1:])]
@@ -535,7 +538,7 @@ def print_two_threads(records: List[Dict], md: bool) -> None:
         "fastrank: fit_partial(epochs=1) on 1 and on 2 threads (two models trained epoch for epoch side by",
         "side; median seconds); epoch work = epoch - setup (the 1-thread fit_partial(epochs=0)). Floor: the",
         "random floor, on 1 thread over all examples, and on 2 threads pinned to 2 CPUs, each over one block",
-        "of users cut as fit cuts them (random user order, equal halves of the examples), either sharing one",
+        "of users cut as fit cuts them (fit's user order, equal halves of the examples), either sharing one",
         "set of parameters (Hogwild: both threads write the popular item rows, as in fastrank) or each",
         "writing its own copy of the item side (no row written by both: what this machine allows two",
         "threads at best, while the copies fit in cache).",
