@@ -398,7 +398,7 @@ def time_two_thread_floors(args, floor: Floor, loss: str, whole, blocks, n_users
     seconds: Dict[str, List[float]] = {"one": [], "shared": [], "private": []}
     # After a parallel region, an OpenMP worker of fastrank's spins for a few milliseconds before
     # it sleeps; meanwhile it takes a CPU from the pinned floor threads (measured: the private
-    # floor's two threads 2.2x slower right after a fastrank epoch, not 10 ms later).
+    # floor's two threads 1.4x-2.3x slower right after a fastrank epoch, not 10 ms later).
     time.sleep(0.05)
     for repeat in range(repeats + 1):  # the first round warms up
         for key, calls in (("one", one), ("shared", on_shared), ("private", on_private)):
