@@ -832,7 +832,7 @@ cdef void prefetch_feature_rows_ahead(const Model* model, int loss, const int[::
                                      int draws) noexcept nogil:
     """The feature-path stages of :func:`prefetch_ahead`: four examples ahead, the CSR bounds of
     the feature rows of the user, the item and its first candidates; three ahead, those rows'
-    feature ids and weights."""
+    feature ids and weights; two ahead, the ids of the user's and the item's rows once more."""
     cdef int stage
     cdef Py_ssize_t ahead
     for stage in range(2):
@@ -840,6 +840,14 @@ cdef void prefetch_feature_rows_ahead(const Model* model, int loss, const int[::
         if ahead < n_visits:
             prefetch_example_stage(model, loss, users[ahead], items[ahead], example_stream(seed, ahead), draws,
                                    stage == 0)
+    # Reading the ids to prefetch the rows one example ahead was the largest stall left in
+    # profiles with side features, so they are asked for again: epochs 5% (WARP-kOS) to 15%
+    # (logistic) shorter with user and item features; the same for the first candidates, or for
+    # k-OS's draws, measured no gain.
+    if position + 2 < n_visits:
+        prefetch_row_stage(&model.users, users[position + 2], 0)
+        if loss != C_WARP_KOS:
+            prefetch_row_stage(&model.items, items[position + 2], 0)
 
 
 cdef inline void prefetch_kos_draws(const Model* model, int user, uint64_t stream, int ids) noexcept nogil:
@@ -883,8 +891,7 @@ cdef inline void prefetch_ahead(const Model* model, int loss, const int[::1] use
     positive items; one ahead, the parameter rows of the user, the item and the first sampled
     candidates (whose ids are known because each example's draws are a function of its
     position). With side features, earlier stages fetch the feature rows' ids first
-    (:func:`prefetch_feature_rows_ahead`), and those of the user and the item once more two
-    examples ahead.
+    (:func:`prefetch_feature_rows_ahead`).
     """
     cdef int user, start, count, draws
     draws = 0
@@ -903,14 +910,6 @@ cdef inline void prefetch_ahead(const Model* model, int loss, const int[::1] use
         prefetch_search_path(model.positive_indices + start, count)
         if loss == C_WARP_KOS and not model.items.identity:
             prefetch_kos_draws(model, user, example_stream(seed, position + 2), 0)
-        # The feature ids of the user's row (and the example's item's) again, a stage after
-        # prefetch_feature_rows_ahead asked for them: reading them to prefetch the rows one
-        # example ahead was the largest stall left in profiles with side features (epochs 5%
-        # (WARP-kOS) to 15% (logistic) shorter with user and item features; a third stage for
-        # the first candidates, or for k-OS's draws, measured no gain).
-        prefetch_row_stage(&model.users, user, 0)
-        if loss != C_WARP_KOS:
-            prefetch_row_stage(&model.items, items[position + 2], 0)
     if position + 1 < n_visits:
         prefetch_next_example(model, loss, users[position + 1], items[position + 1],
                               example_stream(seed, position + 1), draws)
