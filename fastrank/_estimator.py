@@ -22,6 +22,7 @@ from fastrank._validation import (
     check_positive_int,
     check_sample_weight,
     is_identity_pattern,
+    is_finite_real,
     is_integer,
     is_real,
     packed_feature_rows,
@@ -72,11 +73,11 @@ def _positive_integer(value):
 
 
 def _positive_real(value):
-    return is_real(value) and np.isfinite(value) and value > 0
+    return is_finite_real(value) and value > 0
 
 
 def _non_negative_real(value):
-    return is_real(value) and np.isfinite(value) and value >= 0
+    return is_finite_real(value) and value >= 0
 
 
 def _open_unit_interval(value):

@@ -6,24 +6,37 @@ arrays become range-checked int32. Problems raise ``TypeError`` (wrong kind of o
 ``ValueError`` (right kind, bad content) naming the argument.
 """
 
+import math
 import numbers
 
 import numpy as np
 import scipy.sparse as sp
 
-from fastrank import _sparse
+from fastrank import _sgd, _sparse
 
 INT32_MAX = np.iinfo(np.int32).max
 
 
 def is_integer(value):
     """True for Python and numpy integers, but not for bools."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+    # (the exact-type test first: the abstract-class check costs a microsecond, and every
+    # fit_partial call checks a dozen parameters)
+    return type(value) is int or (isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)))
 
 
 def is_real(value):
     """True for Python and numpy real numbers, but not for bools."""
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+    return type(value) in (float, int) or (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)))
+
+
+def is_finite_real(value):
+    """True for a real number (see :func:`is_real`) that is neither NaN nor infinite."""
+    if not is_real(value):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond the float range
+        return False
 
 
 def to_csr(matrix, name, dtype=np.float32, allow_empty=False):
@@ -222,7 +235,7 @@ def aligned_empty(shape, dtype=np.float32):
 def cache_aligned(array):
     """``array`` itself when it is C-contiguous and starts on a 64-byte boundary (or is empty),
     else an aligned copy of it (same shape, dtype and values)."""
-    if array.flags.c_contiguous and (array.size == 0 or array.ctypes.data % CACHE_LINE == 0):
+    if _sgd.is_cache_aligned(array):
         return array
     aligned = aligned_empty(array.shape, array.dtype)
     aligned[...] = array

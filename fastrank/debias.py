@@ -8,7 +8,7 @@ and ``FastRank(debias="pos2neg2")``; the bias metrics are
 import numpy as np
 import scipy.sparse as sp
 
-from fastrank._validation import check_interactions, is_real
+from fastrank._validation import check_interactions, is_finite_real
 
 __all__ = ["inverse_propensity_weights"]
 
@@ -33,9 +33,9 @@ def inverse_propensity_weights(interactions, power=1.0, clip=None):
         with mean 1; usable as ``sample_weight``. Every entry is weighted by its item's
         popularity; an item without positive entries counts as popularity 1.
     """
-    if not is_real(power) or not np.isfinite(power) or power < 0:
+    if not is_finite_real(power) or power < 0:
         raise ValueError(f"power must be a non-negative finite number, got {power!r}")
-    if clip is not None and (not is_real(clip) or not np.isfinite(clip) or clip <= 1):
+    if clip is not None and (not is_finite_real(clip) or clip <= 1):
         raise ValueError(f"clip must be None or a finite number > 1, got {clip!r}")
     csr = check_interactions(interactions)
     popularity = np.bincount(csr.indices[csr.data > 0], minlength=csr.shape[1]).astype(np.float64)

@@ -746,6 +746,9 @@ BAD_PARAMETERS = [
     ("random_state", "seed"), ("random_state", 1.5), ("random_state", True), ("random_state", -1),
     ("random_state", [1, 2]),
     ("initial_accumulator", 0), ("initial_accumulator", -1.0), ("initial_accumulator", float("nan")),
+    # an int beyond the float range, and numpy's non-finite floats
+    ("learning_rate", 10**400), ("item_alpha", 10**400), ("debias_weight", 10**400),
+    ("epsilon", np.float32("inf")), ("user_alpha", np.float64("nan")),
 ]
 
 

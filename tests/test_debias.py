@@ -231,7 +231,8 @@ def test_inverse_propensity_weights():
     FastRank(loss="bpr", random_state=0).fit(interactions, sample_weight=weights, epochs=1)
 
 
-@pytest.mark.parametrize("arguments", [dict(power=-1.0), dict(power=float("nan")), dict(clip=1.0), dict(clip=0.5)])
+@pytest.mark.parametrize("arguments", [dict(power=-1.0), dict(power=float("nan")), dict(clip=1.0), dict(clip=0.5),
+                                       dict(power=10**400), dict(clip=10**400), dict(power="1")])
 def test_inverse_propensity_weights_bad_arguments(arguments):
     with pytest.raises(ValueError):
         inverse_propensity_weights(triangle(5, 5, 5), **arguments)
