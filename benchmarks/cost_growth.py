@@ -237,7 +237,7 @@ def predicted_fit_bytes(n_users: int, n_items: int, nnz: int, d: int, epochs: in
     * every epoch ``_sgd.shuffled_examples`` writes the examples' users and a copy of their
       items, shuffled in place (8 B/positive); the previous epoch's are dropped before the next
       are made;
-    * ``_check_finite`` checks the parameters in blocks of 65,536 rows (a few MiB at most);
+    * ``_check_finite`` checks the parameters in place, in chunks of 65,536 floats (no mask);
     * parameters and adagrad accumulators (float32, embeddings and biases).
     """
     theory = theoretical_bytes(n_users, n_items, nnz, d)

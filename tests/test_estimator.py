@@ -360,7 +360,7 @@ def test_divergence_check_names_the_array(name):
 
 
 @pytest.mark.parametrize("num_threads", [1, 3])
-def test_all_finite_finds_nan_and_inf_anywhere(num_threads):
+def test_first_nonfinite_finds_nan_and_inf_anywhere(num_threads):
     """The check runs in chunks of 65,536 floats on several threads: a bad value at either end
     of any chunk is found; NaN payloads and both infinities count, the largest finite float does
     not."""
@@ -370,16 +370,32 @@ def test_all_finite_finds_nan_and_inf_anywhere(num_threads):
     values[100] = np.finfo(np.float32).max
     values[101] = -np.finfo(np.float32).max
     values[102] = np.finfo(np.float32).tiny / 2  # subnormal
-    assert _sgd.all_finite(values, num_threads)
-    assert _sgd.all_finite(np.empty(0, dtype=np.float32), num_threads)
+    assert _sgd.first_nonfinite((values,), num_threads) == -1
+    assert _sgd.first_nonfinite((np.empty(0, dtype=np.float32),), num_threads) == -1
+    assert _sgd.first_nonfinite((), num_threads) == -1
     quiet_nan_with_payload = np.array([0x7FC01234], dtype=np.uint32).view(np.float32)[0]
     for position in (0, 65535, 65536, 2 * 65536 + 1, len(values) - 1):
         for bad in (np.nan, np.inf, -np.inf, quiet_nan_with_payload):
             broken = values.copy()
             broken[position] = bad
-            assert not _sgd.all_finite(broken, num_threads), (position, bad)
+            assert _sgd.first_nonfinite((broken,), num_threads) == 0, (position, bad)
     with pytest.raises(ValueError, match="num_threads"):
-        _sgd.all_finite(values, 0)
+        _sgd.first_nonfinite((values,), 0)
+
+
+@pytest.mark.parametrize("num_threads", [1, 2])
+def test_first_nonfinite_names_the_first_bad_array(num_threads):
+    from fastrank import _sgd
+
+    arrays = [np.zeros((70000, 3), np.float32), np.zeros(5, np.float32), np.zeros((2, 65536), np.float32)]
+    assert _sgd.first_nonfinite(tuple(arrays), num_threads) == -1
+    arrays[2][1, -1] = np.nan
+    assert _sgd.first_nonfinite(tuple(arrays), num_threads) == 2
+    arrays[0][69999, 2] = -np.inf
+    assert _sgd.first_nonfinite(tuple(arrays), num_threads) == 0
+    for bad in (np.zeros(4), np.zeros((4, 4), np.float32).T, None):
+        with pytest.raises(ValueError, match="C-contiguous float32"):
+            _sgd.first_nonfinite((arrays[1], bad), num_threads)
 
 
 def test_verbose_prints_a_line_per_epoch_without_tqdm(monkeypatch, capsys):
