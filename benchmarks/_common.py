@@ -53,6 +53,18 @@ import scipy.sparse as sp  # noqa: E402
 #: Repository root (the parent of this ``benchmarks`` folder).
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+
+
+def display_path(path) -> str:
+    """``path`` relative to the repository root when it lies inside it (as printed in
+    RESULTS.md, which should not name the clone it was made in), else as given."""
+    absolute = Path(os.path.abspath(path))  # not resolve(): a venv's python is a link out of the tree
+    try:
+        return str(absolute.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
 #: Shape of the MovieLens 100k rating matrix.
 ML100K_SHAPE = (943, 1682)
 

@@ -144,12 +144,14 @@ class WorkerPeer:
             self.status = self.version = ("not installed" if "No module named 'lightfm'" in self.error
                                           else "import failed")
             return
+        from _common import display_path
+
         self.module = info
         self.status = "ok"
         self.version = info.get("distribution_version") or info.get("lightfm_version", "unknown")
         self.detail = (f"{label} {self.version} (imported as lightfm {info.get('lightfm_version')}, "
                        f"numpy {info.get('numpy')}, scipy {info.get('scipy')}) in a worker process: "
-                       f"{self.python}")
+                       f"{display_path(self.python)}")
 
     @property
     def available(self) -> bool:

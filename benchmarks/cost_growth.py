@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -526,7 +525,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     png = None if args.no_plot else plot(args, scaling, components, memory)
     if png:
-        print(f"Plot: {os.path.relpath(png, Path.cwd()) if png.startswith(str(Path.cwd())) else png}")
+        print(f"Plot: {C.display_path(png)}")
     print(f"# {C.load_average()}; total wall time {time.perf_counter() - start:.0f}s")
     if args.json:
         args.json.write_text(json.dumps({"scaling": scaling, "components": components,

@@ -27,7 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import format_table, load_ml100k  # noqa: E402
+from _common import display_path, format_table, load_ml100k  # noqa: E402
 
 from fastrank import FastRank  # noqa: E402
 from fastrank.datasets import make_popularity_triangle  # noqa: E402
@@ -154,7 +154,7 @@ def plot_triangle(models, interactions, output):
     figure.tight_layout()
     figure.savefig(os.path.join(output, "triangle_popq_histogram.png"), dpi=80)
     plt.close(figure)
-    print(f"figures written to {output}/triangle_*.png")
+    print(f"figures written to {display_path(output)}/triangle_*.png")
 
 
 def main(argv=None):

@@ -149,7 +149,8 @@ class Floor:
         if done.returncode != 0:
             self.error = f"compiling the floor failed ({' '.join(cmd)}): {done.stderr.strip()[-500:]}"
             return
-        self.command = " ".join([os.path.basename(cc), *self.flags, "roofline_floor.c", "-lm"])
+        shown_flags = [C.display_path(flag) if os.path.isabs(flag) else flag for flag in self.flags]
+        self.command = " ".join([os.path.basename(cc), *shown_flags, "roofline_floor.c", "-lm"])
         lib = ctypes.CDLL(str(out))
         i32p = np.ctypeslib.ndpointer(np.int32, flags="C_CONTIGUOUS")
         f32p = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
@@ -657,7 +658,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print()
     png = None if args.no_plot else plot(args, records)
     if png:
-        print(f"Plot: {png}")
+        print(f"Plot: {C.display_path(png)}")
     print(f"# {C.load_average()}; total wall time {time.perf_counter() - start:.0f}s")
     if args.json:
         args.json.write_text(json.dumps(records, indent=1))
