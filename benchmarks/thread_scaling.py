@@ -30,10 +30,23 @@ import scipy.sparse as sp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common as C  # noqa: E402
-from train_throughput import LEARNING_RATE, NO_COMPONENTS, default_threads, thread_label  # noqa: E402
+from train_throughput import LEARNING_RATE, NO_COMPONENTS  # noqa: E402
 
 DATASETS = ("synthetic", "uniform", "ml100k")
 LOSSES = ("warp", "bpr", "warp-kos", "logistic")
+
+
+def default_threads() -> List[int]:
+    """1 and 2 threads, plus all cores (``os.cpu_count()``) when that is another number."""
+    return list(dict.fromkeys([1, 2, os.cpu_count() or 1]))
+
+
+def thread_label(threads: int) -> str:
+    """Column label of a thread count; the one equal to ``os.cpu_count()`` says "all cores"."""
+    cores = os.cpu_count() or 1
+    if threads != cores:
+        return f"{threads} thr"
+    return f"all cores ({cores})" if cores > 2 else f"{threads} thr (all cores)"
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -16,10 +16,12 @@ In one run this script
    and reports the median of each cell with every round's ratio beside it;
 2. compares fastrank's BPR (default adagrad, and its cheapest schedule, plain
    ``learning_schedule="sgd"`` at ``learning_rate=0.1``) with implicit's CPU BPR
-   at the same ``no_components``;
-3. measures fastrank's thread scaling (default 1 and 2 threads and all cores,
-   ``os.cpu_count()``, when that is another number), with speed-ups vs the
-   first thread count.
+   at the same ``no_components``.
+
+Thread scaling is ``thread_scaling.py``'s: it measures 1 and 2 threads in
+interleaved rounds, so that a slow spell of a shared machine cannot fall on one
+thread count only (a one-shot table here once showed 1.07x and once 4.15x for
+the same kernel).
 
 Throughput is ``nnz / epoch_seconds`` where ``nnz`` is the number of positive
 interactions in the training matrix and ``epoch_seconds`` the wall time
@@ -95,19 +97,6 @@ ACCURACY_NOTE = (
     "Users scored: {users}.")
 
 
-def default_threads() -> List[int]:
-    """1 and 2 threads, plus all cores (``os.cpu_count()``) when that is another number."""
-    return list(dict.fromkeys([1, 2, os.cpu_count() or 1]))
-
-
-def thread_label(threads: int) -> str:
-    """Column label of a thread count; the one equal to ``os.cpu_count()`` says "all cores"."""
-    cores = os.cpu_count() or 1
-    if threads != cores:
-        return f"{threads} thr"
-    return f"all cores ({cores})" if cores > 2 else f"{threads} thr (all cores)"
-
-
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """Parse the command line.
 
@@ -136,12 +125,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         "model); its pos/s are medians over the rounds")
     p.add_argument("--stat", choices=("best", "median"), default="median",
                    help="how the timed epochs are summarised")
-    p.add_argument("--threads", type=C.csv_ints, default=None,
-                   help="fastrank thread counts for the scaling table (first is the baseline); "
-                        "default 1,2 and os.cpu_count() (all cores) when that is another number, "
-                        f"here {','.join(map(str, default_threads()))}")
-    p.add_argument("--scaling-datasets", type=C.csv_list, default=["synthetic"],
-                   help="datasets used for the thread-scaling table")
     p.add_argument("--seed", type=int, default=42, help="random_state of every model")
     p.add_argument("--data-seed", type=int, default=42, help="seed of the synthetic generator")
     p.add_argument("--synthetic-users", type=int, default=50_000)
@@ -154,13 +137,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="interpreter of the venv with lightfm-next (benchmarks/make_peer_venv.sh makes "
                         ".bench-venv-next); its column is measured in a worker process with it; '' = none")
     p.add_argument("--skip-lightfm-next", action="store_true", help="do not run lightfm-next")
-    p.add_argument("--skip-scaling", action="store_true", help="do not run the thread-scaling table")
     p.add_argument("--markdown", action="store_true", help="print markdown tables")
     p.add_argument("--json", type=Path, default=None, help="also write raw timings to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no per-measurement progress on stderr")
     args = p.parse_args(argv)
 
-    bad = [d for d in args.datasets + args.scaling_datasets if d not in ALL_DATASETS]
+    bad = [d for d in args.datasets if d not in ALL_DATASETS]
     if bad:
         p.error(f"unknown dataset(s) {bad}; choose from {ALL_DATASETS}")
     bad = [x for x in args.losses if x not in ALL_LOSSES]
@@ -168,11 +150,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         p.error(f"unknown loss(es) {bad}; choose from {ALL_LOSSES}")
     if args.epochs < 1 or args.warmup < 0 or args.rounds < 1:
         p.error("--epochs and --rounds must be >= 1 and --warmup >= 0")
-    if args.threads is None:
-        args.threads = default_threads()
-    args.threads = list(dict.fromkeys(args.threads))
-    if not args.threads or min(args.threads) < 1:
-        p.error("--threads needs positive integers")
     return args
 
 
@@ -374,9 +351,8 @@ def _cell(rate: Optional[float], mod: C.OptionalModule, skipped: bool) -> str:
 
 def load_datasets(args: argparse.Namespace, bench: Bench) -> Dict[str, sp.coo_matrix]:
     """Load every dataset needed by the benchmark tables."""
-    needed = list(dict.fromkeys(args.datasets + ([] if args.skip_scaling else args.scaling_datasets)))
     data = {}
-    for name in needed:
+    for name in args.datasets:
         if name == "ml100k":
             data[name] = C.load_ml100k()
         else:
@@ -555,37 +531,6 @@ def main(argv: Optional[List[str]] = None) -> int:
               "there is to learn; implicit's popularity-proportional negatives cancel exactly that signal,\n"
               "hence its AUC near 0.5 there (a property of its sampler, not of the scoring).")
     print()
-
-    # ---- table 3: fastrank thread scaling -----------------------------------
-    if not args.skip_scaling and len(args.threads) > 1:
-        labels = [thread_label(t) for t in args.threads]
-        headers = ["dataset", "loss"] + [f"{label} pos/s" for label in labels] + \
-                  [f"speedup {label} vs {labels[0]}" for label in labels[1:]]
-        rows = []
-        for ds in args.scaling_datasets:
-            mat = data[ds]
-            for loss in args.losses:
-                if not run_fr:
-                    rows.append([ds, loss] + [_cell(None, fr, args.skip_fastrank)]
-                                * len(args.threads) + ["-"] * (len(args.threads) - 1))
-                    continue
-                rates = [bench.measure("fastrank", ds, loss, t, mat.nnz,
-                                       lambda t=t: fastrank_epoch(fr.module, loss, args.seed, mat, t))
-                         for t in args.threads]
-                rows.append([ds, loss] + [C.fmt_rate(r) if r is not None else "error" for r in rates]
-                            + [C.fmt_ratio(_ratio(r, rates[0])) for r in rates[1:]])
-        print(f"## fastrank thread scaling (fit_partial num_threads={','.join(map(str, args.threads))})")
-        print(C.format_table(headers, rows, args.markdown))
-        print()
-        cores = os.cpu_count() or 1
-        if cores in args.threads and cores <= 2:
-            print(f"Note: all cores (os.cpu_count() = {cores}) is the {cores}-thread column here, so it is\n"
-                  "not measured a second time.")
-        elif cores not in args.threads:
-            print(f"Note: all cores (os.cpu_count() = {cores}) is not among --threads.")
-        print("Note: each thread count trains a fresh model (same seed); with Hogwild updates the\n"
-              "multi-thread runs are not bit-identical to the 1-thread run.")
-        print()
 
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
