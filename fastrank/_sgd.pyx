@@ -77,8 +77,9 @@ cdef int IDS_AHEAD = 2
 # by about 20%, the prefetches of cached lines costing more than the misses they saved).
 cdef int PREFETCHED_FEATURES = 1
 # k-OS with features: how many sampled positives ahead of the one being scored are prefetched.
-# (2 -> 4: epochs 3-6% shorter on the 50,000-user set with user and item features, in two runs
-# of alternating process pairs; 6 was even with 2, and all of them at once, 10, 2% slower)
+# (2 -> 4: epoch time 0.943, 0.966 and 0.995 of before on the 50,000-user set with user and item
+# features, three runs of alternating process pairs, the last in a quiet moment; 6 was even with
+# 2, and all of them at once, 10, 2% slower)
 cdef int KOS_ROWS_AHEAD = 4
 # Models whose parameters and optimizer state (both sides) take at most this many bytes stay in
 # the caches of one core, where software prefetching only adds instructions: on MovieLens 100K
@@ -764,8 +765,9 @@ cdef inline void warp_against(Model* model, Workspace* work, int user, const flo
                 # their feature ids first, so that reading them to prefetch the rows does not stall
                 prefetch_row_stage(&model.items, peek_below(&work.sampler, model.n_items,
                                                             PREFETCH_DRAWS + IDS_AHEAD), 0)
-        negative_repr = scored_representation(&model.items, negative, model.no_components, user_repr,
-                                              work.negative_buffer, &negative_bias, &negative_score)
+        negative_repr = representation(&model.items, negative, model.no_components,
+                                       work.negative_buffer, &negative_bias)
+        negative_score = dot(user_repr, negative_repr, model.no_components) + negative_bias
         if negative_score > positive_score - ONE:
             if is_positive(model, user, negative):
                 continue
