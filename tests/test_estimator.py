@@ -719,6 +719,19 @@ def test_blocked_shuffle_cuts_users_in_the_given_order():
         shuffled_examples(1, np.zeros(0, dtype=np.int64), items[:0].copy())
 
 
+def test_run_order_edges():
+    from fastrank import _sgd
+
+    assert _sgd.run_order(1, 0, 16).shape == (0,)
+    np.testing.assert_array_equal(_sgd.run_order(1, 5, 16), np.arange(5))  # one short run
+    order = _sgd.run_order(7, 50, 1)  # runs of one id: a plain permutation
+    assert order.dtype == np.int32 and np.array_equal(np.sort(order), np.arange(50))
+    np.testing.assert_array_equal(order, _sgd.shuffled_order(7, 50))
+    for n, run_length in ((-1, 16), (10, 0), (2**31 - 1, 16)):
+        with pytest.raises(ValueError, match="run_order"):
+            _sgd.run_order(1, n, run_length)
+
+
 def test_thread_user_order():
     from fastrank._estimator import _thread_user_order
 
