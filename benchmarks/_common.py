@@ -54,7 +54,6 @@ import scipy.sparse as sp  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-
 def display_path(path) -> str:
     """``path`` relative to the repository root when it lies inside it (as printed in
     RESULTS.md, which should not name the clone it was made in), else as given."""
