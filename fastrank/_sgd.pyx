@@ -816,9 +816,14 @@ cdef inline void warp_kos_step(Model* model, Workspace* work, int user) noexcept
     if model.prefetch and not model.items.identity:
         # Feature rows are reached through two dependent loads (CSR ids, then parameter rows): ask
         # for every draw's ids now (they arrive while the user's representation is summed), then
-        # keep the draws' first rows KOS_ROWS_AHEAD draws ahead on their way.
+        # keep the draws' first rows KOS_ROWS_AHEAD draws ahead on their way. The same for the
+        # first negative candidates, whose rows are then fetched while the positives are scored:
+        # warp_against's own look-ahead covers only its fifth draw on, and a step draws 5.6
+        # candidates on average (the 50,000-user set with features), so most draws waited.
         for j in range(sampled_count):
             prefetch_row_stage(&model.items, work.sampled_ids[j], 0)
+        for j in range(1, min(PREFETCH_DRAWS + IDS_AHEAD, model.max_sampled) + 1):
+            prefetch_row_stage(&model.items, peek_below(&work.sampler, model.n_items, j), 0)
     user_repr = representation(&model.users, user, model.no_components, work.user_buffer, &user_bias)
     if model.items.identity:
         # all rows at once: the dot products overlap instead of waiting for each other
@@ -827,6 +832,8 @@ cdef inline void warp_kos_step(Model* model, Workspace* work, int user) noexcept
     else:
         for j in range(min(KOS_ROWS_AHEAD, sampled_count) if model.prefetch else 0):
             prefetch_side_row(&model.items, work.sampled_ids[j], model.no_components, PREFETCH_PARAMETERS)
+        for j in range(1, min(PREFETCH_DRAWS, model.max_sampled) + 1 if model.prefetch else 0):
+            prefetch_candidate(model, work, j)
         for j in range(sampled_count):
             if model.prefetch and j + KOS_ROWS_AHEAD < sampled_count:
                 prefetch_side_row(&model.items, work.sampled_ids[j + KOS_ROWS_AHEAD], model.no_components,
