@@ -6,6 +6,7 @@ import os
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Mapping
 
 import numpy as np
 import scipy.sparse as sp
@@ -34,8 +35,20 @@ LEARNING_SCHEDULES = ("adagrad", "adadelta", "sgd")
 FORMAT_NAME = "fastrank-model"
 FORMAT_VERSION = 1
 
+# More threads than any machine fastrank targets has cores; far above it, OpenMP runtimes fail
+# to start the threads (libgomp exits the process, or it crashes) instead of raising.
+MAX_THREADS = 1024
 # Arrays that make up a trained model, per side; the optimizer state follows the parameters.
 _SIDE_ARRAYS = ("embeddings", "biases", "embedding_acc", "bias_acc", "embedding_momentum", "bias_momentum")
+# how many of each side's _SIDE_ARRAYS a learning schedule keeps (the rest are None)
+_STATE_ARRAYS = {"sgd": 2, "adagrad": 4, "adadelta": 6}
+
+
+def _describe(value):
+    """A short account of an object for an error message: an array's dtype and shape, else its type."""
+    if isinstance(value, np.ndarray):
+        return f"a {value.dtype} array of shape {value.shape}"
+    return type(value).__name__
 
 
 # Users are laid out in runs of consecutive ids: 16 float32 biases fill one cache line, so no
@@ -292,6 +305,47 @@ class FastRank:
     def _check_fitted(self):
         if not self._is_fitted():
             raise ValueError("This FastRank model is not fitted yet: call fit or fit_partial first")
+        self._check_parameter_arrays()
+
+    def _check_parameter_arrays(self, training=False):
+        """Raise unless the parameter arrays fit together: the kernels index them by shape alone,
+        and the public ones (``user_embeddings``, ...) can be assigned by hand.
+
+        Scoring needs, on each side, float32 embeddings of shape (n_features, width), the same
+        width on both sides, and float32 biases of shape (n_features,). Training (``training``)
+        also needs the width the model was fitted with and the fitted schedule's optimizer state,
+        shaped like the embeddings and biases.
+        """
+        # (a model never fitted has no state attributes, even if an array was assigned to it)
+        n_arrays = _STATE_ARRAYS.get(getattr(self, "_fitted_schedule", None))
+        if n_arrays is None or not is_integer(getattr(self, "_fitted_components", None)):
+            raise ValueError("This FastRank model's state is incomplete: call fit to start again")
+        width = self._fitted_components if training else None
+        source = "no_components as fitted" if training else "the width of user_embeddings"
+        for side in ("user", "item"):
+            n_rows = None
+            for index, array in enumerate(_SIDE_ARRAYS[:n_arrays] if training else _SIDE_ARRAYS[:2]):
+                name = self._array_attribute(side, array)
+                value = getattr(self, name)
+                if not isinstance(value, np.ndarray) or value.dtype != np.float32:
+                    raise TypeError(f"{name} must be a float32 numpy array, got {_describe(value)}")
+                if index == 0:
+                    if value.ndim != 2:
+                        raise ValueError(f"{name} must be 2-D, got shape {value.shape}")
+                    n_rows = value.shape[0]
+                    width = value.shape[1] if width is None else width
+                if array.startswith("embedding"):
+                    expected = (n_rows, width)
+                    meaning = f"{side} feature rows x {width} components, {source}"
+                else:
+                    expected = (n_rows,)
+                    meaning = f"one per row of {side}_embeddings"
+                if value.shape != expected:
+                    raise ValueError(f"{name} has shape {value.shape}; the model needs {expected} ({meaning})")
+            for array in _SIDE_ARRAYS[n_arrays:] if training else ():
+                name = self._array_attribute(side, array)
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name} must be None with learning_schedule={self._fitted_schedule!r}")
 
     def _reset_state(self):
         for side in ("user", "item"):
@@ -399,7 +453,7 @@ class FastRank:
             (not supported by ``warp-kos``).
         epochs : int, default 1
         num_threads : int, default 1
-            Hogwild threads; only ``num_threads=1`` is bit-reproducible.
+            Hogwild threads, 1 to 1024; only ``num_threads=1`` is bit-reproducible.
         verbose : bool, default False
             Show a progress bar over epochs.
 
@@ -474,11 +528,12 @@ class FastRank:
             self._reset_state()
             self._rng = _resolve_random_state(self.random_state)
             self._fitted_schedule = self.learning_schedule
-            self._fitted_components = self.no_components
+            self._fitted_components = int(self.no_components)
         n_user_features = n_users if user_features is None else user_features.shape[1]
         n_item_features = n_items if item_features is None else item_features.shape[1]
         if self._is_fitted():
             # Everything is checked before anything grows, so a rejected call changes nothing.
+            self._check_parameter_arrays(training=True)
             self._check_compatible(n_users, n_items, n_user_features, n_item_features)
         self._grow_side("user", n_user_features)
         self._grow_side("item", n_item_features)
@@ -551,7 +606,7 @@ class FastRank:
 
     @staticmethod
     def _check_num_threads(num_threads):
-        num_threads = check_positive_int(num_threads, "num_threads")
+        num_threads = check_positive_int(num_threads, "num_threads", MAX_THREADS)
         if num_threads > 1 and not _sgd.openmp_enabled():
             warnings.warn(
                 f"num_threads={num_threads} was asked for but fastrank was built without OpenMP; "
@@ -660,6 +715,7 @@ class FastRank:
             Must have the column count the model was trained with; None means identity.
         user_features : sparse matrix of shape (n_users, n_user_features), optional
         num_threads : int, default 1
+            Threads to use, 1 to 1024.
 
         Returns
         -------
@@ -720,6 +776,7 @@ class FastRank:
         item_features, user_features : sparse matrices, optional
             As in :meth:`predict`; the feature matrices must have n_items / n_users rows.
         num_threads : int, default 1
+            Threads to use, 1 to 1024.
         check_intersections : bool, default True
             Raise ``ValueError`` when train and test share an entry.
 
@@ -847,6 +904,7 @@ class FastRank:
         items : int array of shape (n_candidates,), optional
             Restrict the candidates to these item ids.
         num_threads : int, default 1
+            Threads to use, 1 to 1024.
 
         Returns
         -------
@@ -895,6 +953,7 @@ class FastRank:
         k : int, default 10
         item_features : sparse matrix of shape (n_items, n_item_features), optional
         num_threads : int, default 1
+            Threads to use, 1 to 1024.
 
         Returns
         -------
@@ -1002,11 +1061,16 @@ class FastRank:
             boolean or string arrays only (no objects), read back by :meth:`load_extra`.
         """
         self._check_fitted()
+        # a file that load would refuse is not written: parameters set since fit are checked too
+        self._check_params()
+        self._check_parameter_arrays(training=True)
+        if extra is not None and not isinstance(extra, Mapping):
+            raise TypeError(f"extra must be a dict of str to numpy arrays, got {type(extra).__name__}")
         params = self.get_params()
         if not (params["random_state"] is None or is_integer(params["random_state"])):
             params["random_state"] = None  # a generator object is not stored; its drawn state is
-        elif params["random_state"] is not None:
-            params["random_state"] = int(params["random_state"])
+        # numpy scalars (np.float32(0.05), np.int64(64)) are valid parameters that JSON cannot write
+        params = {name: value.item() if isinstance(value, np.generic) else value for name, value in params.items()}
         metadata = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
@@ -1065,16 +1129,7 @@ class FastRank:
         ValueError
             If the file is truncated, not a fastrank model, or internally inconsistent.
         """
-        try:
-            with np.load(os.fspath(path), allow_pickle=False) as archive:
-                contents = {name: archive[name] for name in archive.files}
-        except FileNotFoundError:
-            raise
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as error:
-            raise ValueError(f"{path} is not a readable fastrank model file: {error}") from None
-        contents = {name: value for name, value in contents.items() if not name.startswith("extra/")}
-        if not isinstance(contents, dict) or "metadata" not in contents:
-            raise ValueError(f"{path} is not a fastrank model file (no metadata)")
+        contents = _read_model_file(path, lambda name: not name.startswith("extra/"))
         try:
             metadata = json.loads(str(contents.pop("metadata")))
         except (TypeError, ValueError) as error:
@@ -1090,15 +1145,18 @@ class FastRank:
             model = cls(**metadata["params"])
             model._check_params()
             model._reset_state()
+            for key, least in (("n_users", 0), ("n_items", 0), ("fitted_components", 1)):
+                if not is_integer(metadata[key]) or metadata[key] < least:
+                    raise ValueError(f"{key} must be an integer >= {least}, got {metadata[key]!r}")
             model._n_users = int(metadata["n_users"])
             model._n_items = int(metadata["n_items"])
             model._fitted_schedule = metadata["fitted_schedule"]
             model._fitted_components = int(metadata["fitted_components"])
             model._rng = np.random.default_rng()
             model._rng.bit_generator.state = metadata["rng_state"]
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, OverflowError) as error:
             raise ValueError(f"{path} has invalid model metadata: {error}") from None
-        stored = {"sgd": 2, "adagrad": 4, "adadelta": 6}.get(model._fitted_schedule)
+        stored = _STATE_ARRAYS.get(model._fitted_schedule)
         if stored is None:
             raise ValueError(f"{path} has an unknown learning schedule {model._fitted_schedule!r}")
         for side in ("user", "item"):
@@ -1116,20 +1174,42 @@ class FastRank:
                     raise ValueError(f"{path}: array {key} has inconsistent shape {value.shape}")
                 if not np.all(np.isfinite(value)):
                     raise ValueError(f"{path}: array {key} contains non-finite values")
+                # adagrad divides by the root of its accumulators (at least initial_accumulator
+                # > 0); adadelta's running averages of squares are never negative
+                if array != "embeddings" and array != "biases" and (
+                        np.any(value <= 0) if model._fitted_schedule == "adagrad" else np.any(value < 0)):
+                    raise ValueError(f"{path}: array {key} holds values impossible for "
+                                     f"{model._fitted_schedule} optimizer state")
                 setattr(model, model._array_attribute(side, array), cache_aligned(value))
         return model
 
 
-def _load_extra(path):
+def _read_model_file(path, wanted):
+    """The arrays of a model file written by :meth:`FastRank.save` whose names satisfy ``wanted``
+    (the metadata always), by name; ``ValueError`` unless ``path`` is such a file."""
+    unreadable = (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError)
     try:
-        with np.load(os.fspath(path), allow_pickle=False) as archive:
-            if "metadata" not in archive.files:
-                raise ValueError(f"{path} is not a fastrank model file (no metadata)")
-            return {name[len("extra/"):]: archive[name] for name in archive.files if name.startswith("extra/")}
+        loaded = np.load(os.fspath(path), allow_pickle=False)
     except FileNotFoundError:
         raise
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as error:
+    except unreadable as error:
         raise ValueError(f"{path} is not a readable fastrank model file: {error}") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} is not a fastrank model file (it holds one array, not an .npz archive)")
+    try:
+        with loaded as archive:
+            names = [name for name in archive.files if name == "metadata" or wanted(name)]
+            contents = {name: archive[name] for name in names}
+    except unreadable as error:
+        raise ValueError(f"{path} is not a readable fastrank model file: {error}") from None
+    if "metadata" not in contents:
+        raise ValueError(f"{path} is not a fastrank model file (no metadata)")
+    return contents
+
+
+def _load_extra(path):
+    contents = _read_model_file(path, lambda name: name.startswith("extra/"))
+    return {name[len("extra/"):]: value for name, value in contents.items() if name.startswith("extra/")}
 
 
 def _rows_for_ids(ids, features):

@@ -96,6 +96,10 @@ def to_csr(matrix, name, dtype=np.float32, allow_empty=False):
             csr = _float32_csr_in_order(matrix)
         if csr is None:
             csr = sp.csr_matrix(matrix, dtype=dtype, copy=True)
+            if matrix.format not in _STRUCTURE_CHECKED_FORMATS:
+                # lil, dok and dia keep their indices in Python objects that can be edited by
+                # hand, and their conversions copy bad indices through: check what they became
+                _check_sparse_structure(csr, name, matrix.format)
     else:
         if np.issubdtype(input_dtype, np.floating) and not np.all(np.isfinite(dense)):
             raise ValueError(f"{name} contains NaN or infinite values")
@@ -134,11 +138,15 @@ def _float32_csr_in_order(matrix):
     return csr
 
 
-def _check_sparse_structure(matrix, name):
+_STRUCTURE_CHECKED_FORMATS = ("csr", "csc", "bsr", "coo")
+
+
+def _check_sparse_structure(matrix, name, source_format=None):
     """Reject sparse matrices whose index arrays point outside their shape.
 
     scipy does not re-check index arrays that were modified or passed in unchecked, and its
-    conversions (and our kernels) would then read or write out of bounds.
+    conversions (and our kernels) would then read or write out of bounds. ``source_format``
+    names the format the caller passed when ``matrix`` is a conversion of it.
     """
     n_rows, n_cols = matrix.shape
     try:
@@ -151,7 +159,7 @@ def _check_sparse_structure(matrix, name):
             if rows.size and (rows.min() < 0 or rows.max() >= n_rows or cols.min() < 0 or cols.max() >= n_cols):
                 raise ValueError("an index lies outside the matrix shape")
     except (ValueError, IndexError, TypeError) as error:
-        raise ValueError(f"{name} is a malformed {matrix.format} matrix: {error}") from None
+        raise ValueError(f"{name} is a malformed {source_format or matrix.format} matrix: {error}") from None
 
 
 def check_interactions(interactions, name="interactions"):
@@ -313,7 +321,7 @@ def check_ids(ids, name):
         raise ValueError(f"{name} must be 1-D, got {array.ndim} dimension(s)")
     if array.size == 0:
         return np.zeros(0, dtype=np.int32)
-    if not np.issubdtype(array.dtype, np.integer):
+    if array.dtype.kind not in "iu":  # (numpy counts timedelta64 among its integer types)
         raise TypeError(f"{name} must be integers, got dtype {array.dtype}")
     if array.min() < 0:
         raise ValueError(f"{name} contains a negative id: {array.min()}")
@@ -337,10 +345,13 @@ def check_id_range(ids, upper, name, what):
         raise ValueError(f"{name} contains id {ids.max()} but only {upper} {what} are known (ids 0..{upper - 1})")
 
 
-def check_positive_int(value, name):
-    """Raise unless ``value`` is an integer >= 1; returns it as int."""
+def check_positive_int(value, name, maximum=INT32_MAX - 1):
+    """Raise unless ``value`` is an integer in 1..``maximum`` (by default the largest count the
+    kernels' int32 arithmetic takes); returns it as int."""
     if not is_integer(value):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
+    if value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return int(value)

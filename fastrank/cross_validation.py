@@ -18,7 +18,7 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
-from fastrank._validation import is_integer, is_real, to_csr
+from fastrank._validation import check_positive_int, is_integer, is_real, to_csr
 
 __all__ = [
     "random_train_test_split",
@@ -138,10 +138,7 @@ def leave_k_out_split(interactions, k=1, random_state=None, timestamps=None):
     TypeError
         If ``k`` is not an integer.
     """
-    if not is_integer(k):
-        raise TypeError(f"k must be an integer, got {k!r}")
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+    k = check_positive_int(k, "k")
     csr = _canonical(interactions, "interactions")
     rows = _rows_of(csr)
     if timestamps is None:

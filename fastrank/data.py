@@ -29,7 +29,7 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
-from fastrank._validation import is_real
+from fastrank._validation import is_finite_real, is_real
 
 __all__ = ["Dataset", "IdentityFeature"]
 
@@ -93,10 +93,9 @@ def _check_collection(values, name):
 def _check_weight(weight, where):
     if not is_real(weight):
         raise TypeError(f"weight of {where} must be a real number, got {weight!r}")
-    weight = float(weight)
-    if not math.isfinite(weight):
+    if not is_finite_real(weight):
         raise ValueError(f"weight of {where} is {weight}; weights must be finite")
-    return weight
+    return float(weight)
 
 
 class _Side:
@@ -375,7 +374,8 @@ class Dataset:
         summed = sp.csr_matrix((weights, (rows, cols)), shape=shape)  # sums duplicates
         summed.sum_duplicates()
         weight_matrix = summed.tocoo()
-        data = weight_matrix.data.astype(np.float32)
+        with np.errstate(over="ignore"):  # an overflow becomes inf, rejected just below
+            data = weight_matrix.data.astype(np.float32)
         if not np.all(np.isfinite(data)):
             raise ValueError("summed interaction weights overflow float32")
         row = weight_matrix.row.astype(np.int32)
@@ -503,7 +503,8 @@ class Dataset:
             weights = np.ones(rows.shape[0], dtype=np.float64)
         else:
             column = _frame_column(pd, df, weight_col, "weight_col")
-            if not (pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)):
+            if not (pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+                    and not pd.api.types.is_complex_dtype(column)):
                 raise TypeError(f"weight column {weight_col!r} must be numeric, got dtype {column.dtype}")
             weights = column.to_numpy(dtype=np.float64)
             bad = ~np.isfinite(weights)

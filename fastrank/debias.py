@@ -39,7 +39,10 @@ def inverse_propensity_weights(interactions, power=1.0, clip=None):
         raise ValueError(f"clip must be None or a finite number > 1, got {clip!r}")
     csr = check_interactions(interactions)
     popularity = np.bincount(csr.indices[csr.data > 0], minlength=csr.shape[1]).astype(np.float64)
-    weights = np.maximum(popularity[csr.indices], 1.0) ** -float(power)
+    # in logs, relative to the largest weight: popularity ** -power underflows to 0 for every
+    # entry when power is large, and the mean normalisation would then divide 0 by 0
+    log_weights = -float(power) * np.log(np.maximum(popularity[csr.indices], 1.0))
+    weights = np.exp(log_weights - log_weights.max())
     weights /= weights.mean()
     if clip is not None:
         for _ in range(100):

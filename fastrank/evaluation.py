@@ -29,6 +29,7 @@ Definitions, for a user with test items T (|T| = t) and 0-based ranks r:
 
 import numpy as np
 
+from fastrank._estimator import FastRank
 from fastrank._validation import check_positive_int, to_csr
 
 __all__ = [
@@ -45,6 +46,11 @@ __all__ = [
 ]
 
 _DENOMINATORS = ("k", "min")
+
+
+def _check_model(model):
+    if not isinstance(model, FastRank):
+        raise TypeError(f"model must be a fitted FastRank, got {type(model).__name__}")
 
 
 def ranking_metrics(model, test_interactions, train_interactions=None, k=10, user_features=None,
@@ -67,6 +73,7 @@ def ranking_metrics(model, test_interactions, train_interactions=None, k=10, use
         Return one value per user (0 for users without test interactions) instead of one per
         user with test interactions.
     num_threads : int, default 1
+        Threads to use, 1 to 1024.
     check_intersections : bool, default True
         Raise ``ValueError`` when train and test share an entry.
     denominator : {"k", "min"}, default "k"
@@ -86,6 +93,7 @@ def _ranking_metrics(model, test_interactions, train_interactions, k, user_featu
                      preserve_rows, num_threads, check_intersections, denominator, top_k_only):
     """:func:`ranking_metrics`; with ``top_k_only`` the ranks are exact only below ``k`` (counting
     stops early), so only precision, recall, ndcg, map and hit_rate are valid."""
+    _check_model(model)
     k = check_positive_int(k, "k")
     if denominator not in _DENOMINATORS:
         raise ValueError(f"denominator must be one of {_DENOMINATORS}, got {denominator!r}")
@@ -226,6 +234,7 @@ def reciprocal_rank(model, test_interactions, train_interactions=None, user_feat
 
 def _positive_scores(model, interactions, user_features, item_features, num_threads):
     """Users with at least two positives: (user, item, score, item popularity) of their positives."""
+    _check_model(model)
     csr = to_csr(interactions, "interactions")
     csr.data = (csr.data > 0).astype(np.float32)
     csr.eliminate_zeros()
@@ -274,6 +283,7 @@ def popularity_rank_correlation(model, interactions, user_features=None, item_fe
         Usually the training interactions.
     user_features, item_features : sparse matrices, optional
     num_threads : int, default 1
+        Threads to use, 1 to 1024.
 
     Returns
     -------

@@ -1,0 +1,295 @@
+"""Inputs found by fuzzing the public API that once crashed the process, corrupted memory or
+raised an exception other than ValueError/TypeError. Each must now be refused with a clear
+ValueError or TypeError before any kernel runs."""
+
+import json
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from fastrank import FastRank, evaluation
+from fastrank._estimator import MAX_THREADS
+from fastrank.cross_validation import item_cold_start_split, leave_k_out_split
+from fastrank.data import Dataset
+from fastrank.debias import inverse_propensity_weights
+
+N_USERS, N_ITEMS = 5, 7
+
+
+def interactions():
+    rng = np.random.default_rng(3)
+    dense = (rng.random((N_USERS, N_ITEMS)) < 0.5).astype(np.float32)
+    dense[:, 0] = 1.0  # every user has a positive
+    return sp.csr_matrix(dense)
+
+
+@pytest.fixture
+def trained():
+    return FastRank(no_components=4, loss="warp", random_state=0).fit(interactions(), epochs=1)
+
+
+# --------------------------------------------------------------------------- edited index arrays
+
+
+def lil_with_column(column):
+    matrix = sp.lil_matrix(interactions())
+    matrix.rows[0] = [column]
+    matrix.data[0] = [1.0]
+    return matrix
+
+
+@pytest.mark.parametrize("column", [99, 10**8, -3])
+def test_hand_edited_lil_indices_are_rejected(column, trained):
+    """lil keeps its indices in Python lists; scipy's conversion to CSR copies bad ones through,
+    which reached the kernels (a segfault for 10**8, silent out-of-bounds access else)."""
+    bad = lil_with_column(column)
+    calls = [
+        lambda: FastRank(no_components=4).fit(bad, epochs=1),
+        lambda: trained.recommend(0, filter_interactions=bad),
+        lambda: evaluation.precision_at_k(trained, bad),
+        lambda: item_cold_start_split(bad),
+        lambda: inverse_propensity_weights(bad),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match="malformed"):
+            call()
+
+
+# --------------------------------------------------------------------------- thread counts
+
+
+@pytest.mark.parametrize("num_threads", [MAX_THREADS + 1, 100_000, 2**31, np.int64(2**40)])
+def test_huge_num_threads_is_a_value_error(num_threads, trained):
+    """OpenMP runtimes crash or exit the process when asked for that many threads."""
+    calls = [
+        lambda: FastRank(no_components=4).fit(interactions(), num_threads=num_threads),
+        lambda: trained.predict(0, np.arange(N_ITEMS), num_threads=num_threads),
+        lambda: trained.predict_rank(interactions(), num_threads=num_threads),
+        lambda: trained.recommend(0, num_threads=num_threads),
+        lambda: trained.similar_items(0, num_threads=num_threads),
+        lambda: evaluation.auc_score(trained, interactions(), num_threads=num_threads),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match=f"num_threads must be <= {MAX_THREADS}"):
+            call()
+
+
+def test_the_largest_thread_count_still_works(trained):
+    scores = trained.predict(0, np.arange(N_ITEMS), num_threads=MAX_THREADS)
+    np.testing.assert_array_equal(scores, trained.predict(0, np.arange(N_ITEMS)))
+
+
+# --------------------------------------------------------------------------- k
+
+
+@pytest.mark.parametrize("k", [2**31, 2**70])
+def test_huge_k_is_a_value_error(k, trained):
+    calls = [
+        lambda: evaluation.precision_at_k(trained, interactions(), k=k),
+        lambda: evaluation.ndcg_at_k(trained, interactions(), k=k),
+        lambda: evaluation.ranking_metrics(trained, interactions(), k=k),
+        lambda: trained.recommend(0, k=k),
+        lambda: trained.similar_users(0, k=k),
+        lambda: leave_k_out_split(interactions(), k=k),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match="k must be <="):
+            call()
+
+
+# --------------------------------------------------------------------------- arrays set by hand
+
+
+def narrower(model):
+    return np.ascontiguousarray(model.item_embeddings[:, :2])
+
+
+@pytest.mark.parametrize(
+    "name, value, error, problem",
+    [
+        ("user_biases", None, TypeError, "user_biases must be a float32 numpy array, got NoneType"),
+        ("item_embeddings", [1.0, 2.0], TypeError, "got list"),
+        ("item_embeddings", "text", TypeError, "got str"),
+        ("item_embeddings", np.zeros((N_ITEMS, 4)), TypeError, "got a float64 array"),
+        ("item_embeddings", np.zeros(N_ITEMS, np.float32), ValueError, "must be 2-D"),
+        ("item_embeddings", narrower, ValueError, r"item_embeddings has shape \(7, 2\)"),
+        ("user_embeddings", np.zeros((N_USERS, 400), np.float32), ValueError,
+         # scoring compares the sides' widths, training the fitted one
+         r"item_embeddings has shape \(7, 4\); the model needs \(7, 400\) .*the width of user_embeddings"
+         r"|user_embeddings has shape \(5, 400\); the model needs \(5, 4\) .*no_components as fitted"),
+        ("item_biases", np.zeros(3, np.float32), ValueError, "one per row of item_embeddings"),
+    ],
+)
+def test_inconsistent_public_arrays_are_refused_by_every_entry_point(trained, name, value, error, problem):
+    """The kernels index the arrays by shape alone: a narrower or shorter array assigned by hand
+    gave out-of-bounds reads (NaN or garbage scores), heap corruption in training, or a segfault."""
+    setattr(trained, name, value(trained) if callable(value) else value)
+    calls = [
+        lambda: trained.predict(0, np.arange(N_ITEMS)),
+        lambda: trained.predict_rank(interactions()),
+        lambda: trained.recommend(np.arange(N_USERS)),
+        lambda: evaluation.auc_score(trained, interactions()),
+        lambda: trained.fit_partial(interactions()),
+        lambda: trained.save("never-written.npz"),
+    ]
+    for call in calls:
+        with pytest.raises(error, match=problem):
+            call()
+
+
+@pytest.mark.parametrize("name", ["_item_embedding_acc", "_user_bias_acc"])
+def test_missing_or_mismatched_optimizer_state_is_refused_by_training(trained, name):
+    setattr(trained, name, None)
+    with pytest.raises(TypeError, match=f"{name} must be a float32 numpy array"):
+        trained.fit_partial(interactions())
+    setattr(trained, name, np.ones((2, 4) if "embedding" in name else 2, dtype=np.float32))
+    with pytest.raises(ValueError, match=f"{name} has shape"):
+        trained.fit_partial(interactions())
+
+
+def test_consistent_replacement_arrays_still_score(trained):
+    """Scoring with other (consistent) factors is legitimate, also of another width."""
+    rng = np.random.default_rng(0)
+    trained.user_embeddings = rng.random((N_USERS, 3), dtype=np.float32)
+    trained.item_embeddings = rng.random((N_ITEMS, 3), dtype=np.float32)
+    expected = trained.user_embeddings[1] @ trained.item_embeddings.T + trained.user_biases[1] + trained.item_biases
+    np.testing.assert_allclose(trained.predict(1, np.arange(N_ITEMS)), expected, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"user_embeddings has shape \(5, 3\); the model needs \(5, 4\)"):
+        trained.fit_partial(interactions())  # training needs the fitted width (and its state)
+
+
+def test_an_array_assigned_to_a_model_never_fitted_is_not_a_fitted_model():
+    model = FastRank(no_components=4)
+    model.item_embeddings = np.zeros((N_ITEMS, 4), np.float32)
+    for call in (lambda: model.recommend(0), lambda: model.fit_partial(interactions())):
+        with pytest.raises(ValueError, match="state is incomplete"):
+            call()
+
+
+# --------------------------------------------------------------------------- save and load
+
+
+def saved_contents(model, tmp_path):
+    path = tmp_path / "model.npz"
+    model.save(path)
+    with np.load(path) as archive:
+        contents = dict(archive)
+    return contents, json.loads(str(contents["metadata"]))
+
+
+def write_edited(tmp_path, contents, metadata=None):
+    if metadata is not None:
+        contents = dict(contents, metadata=np.array(json.dumps(metadata)))
+    path = tmp_path / "edited.npz"
+    np.savez(path, **contents)
+    return path
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("n_users", float("inf")),
+        ("n_users", -5),
+        ("n_users", "5"),
+        ("n_users", 5.7),
+        ("n_items", True),
+        ("fitted_components", float("inf")),
+        ("fitted_components", 0),
+    ],
+)
+def test_load_rejects_impossible_counts(trained, tmp_path, key, value):
+    contents, metadata = saved_contents(trained, tmp_path)
+    metadata[key] = value
+    with pytest.raises(ValueError, match="invalid model metadata"):
+        FastRank.load(write_edited(tmp_path, contents, metadata))
+
+
+@pytest.mark.parametrize("state", [-1, 2**200])
+def test_load_rejects_an_impossible_generator_state(trained, tmp_path, state):
+    contents, metadata = saved_contents(trained, tmp_path)
+    metadata["rng_state"]["state"]["state"] = state
+    with pytest.raises(ValueError, match="invalid model metadata"):
+        FastRank.load(write_edited(tmp_path, contents, metadata))
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0])
+def test_load_rejects_non_positive_adagrad_accumulators(trained, tmp_path, value):
+    contents, _ = saved_contents(trained, tmp_path)
+    contents["item_embedding_acc"] = contents["item_embedding_acc"].copy()
+    contents["item_embedding_acc"][2, 1] = value
+    with pytest.raises(ValueError, match="item_embedding_acc holds values impossible for adagrad"):
+        FastRank.load(write_edited(tmp_path, contents))
+
+
+def test_load_and_load_extra_reject_a_single_array_file(tmp_path):
+    path = tmp_path / "array.npy"
+    np.save(path, np.arange(3))
+    for load in (FastRank.load, FastRank.load_extra):
+        with pytest.raises(ValueError, match="not an .npz archive"):
+            load(path)
+
+
+@pytest.mark.parametrize("extra", [[1, 2], "abc", 3])
+def test_save_rejects_extra_that_is_not_a_mapping(trained, tmp_path, extra):
+    with pytest.raises(TypeError, match="extra must be a dict"):
+        trained.save(tmp_path / "model.npz", extra=extra)
+    assert not (tmp_path / "model.npz").exists()
+
+
+def test_numpy_scalar_parameters_are_saved_as_plain_numbers(tmp_path):
+    model = FastRank(no_components=np.int64(4), learning_rate=np.float32(0.05), random_state=np.int64(3))
+    model.fit(interactions(), epochs=1)
+    model.save(tmp_path / "model.npz")
+    loaded = FastRank.load(tmp_path / "model.npz")
+    assert loaded.no_components == 4 and type(loaded.no_components) is int
+    assert loaded.learning_rate == pytest.approx(0.05) and loaded.random_state == 3
+    np.testing.assert_array_equal(loaded.predict(0, np.arange(N_ITEMS)), model.predict(0, np.arange(N_ITEMS)))
+
+
+@pytest.mark.parametrize("name, value", [("no_components", -5), ("learning_rate", float("nan"))])
+def test_save_refuses_parameters_set_invalid_after_fit(trained, tmp_path, name, value):
+    setattr(trained, name, value)
+    with pytest.raises(ValueError, match=name):
+        trained.save(tmp_path / "model.npz")
+    assert not (tmp_path / "model.npz").exists()
+
+
+# --------------------------------------------------------------------------- other entry points
+
+
+@pytest.mark.parametrize("not_a_model", [None, "m", object()])
+def test_evaluation_functions_need_a_fastrank_model(not_a_model):
+    for function in (evaluation.precision_at_k, evaluation.auc_score, evaluation.popq_at_1,
+                     evaluation.popularity_rank_correlation, evaluation.ranking_metrics):
+        with pytest.raises(TypeError, match="model must be a fitted FastRank"):
+            function(not_a_model, interactions())
+
+
+def test_dataset_weight_beyond_the_float_range_is_a_value_error():
+    dataset = Dataset()
+    dataset.fit(["a"], ["x"])
+    with pytest.raises(ValueError, match="weights must be finite"):
+        dataset.build_interactions([("a", "x", 2**2000)])
+
+
+def test_inverse_propensity_weights_stay_finite_for_a_large_power():
+    """popularity ** -power underflowed to 0 everywhere, and the normalisation made all NaN."""
+    weights = inverse_propensity_weights(interactions(), power=1100).data
+    assert np.all(np.isfinite(weights))
+    assert weights.mean() == pytest.approx(1.0, rel=1e-6)
+    assert weights.max() > weights.min()  # the rarest items still weigh most
+
+
+def test_complex_weight_column_is_refused():
+    pd = pytest.importorskip("pandas")
+    dataset = Dataset()
+    frame = pd.DataFrame({"user": ["a", "b"], "item": ["x", "y"], "weight": [1 + 0j, 2j]})
+    dataset.fit(frame["user"], frame["item"])
+    with pytest.raises(TypeError, match="must be numeric"):
+        dataset.build_interactions_from_frame(frame, "user", "item", weight_col="weight")
+
+
+def test_timedelta_ids_are_refused(trained):
+    with pytest.raises(TypeError, match="must be integers"):
+        trained.predict(0, np.array([1, 2], dtype="timedelta64[s]"))
