@@ -452,8 +452,9 @@ def run_recommend(args):
         if user not in saved.user_index:
             raise CommandError(f"unknown user id {user!r}: not among the {len(saved.user_ids)} users of {args.model}")
         rows.append(saved.user_index[user])
+    # padding is not printed, so asking for more items than the model has is asking for all
     items, scores = saved.model.recommend(
-        np.array(rows, dtype=np.int64), k=args.k, user_features=saved.user_features,
+        np.array(rows, dtype=np.int64), k=min(args.k, len(saved.item_ids)), user_features=saved.user_features,
         item_features=saved.item_features, filter_interactions=saved.train if args.exclude_seen else None,
         num_threads=args.threads,
     )

@@ -124,6 +124,24 @@ def test_recommend_prints_items_with_scores(trained, capsys):
     assert {row[2] for row in rows if row[0] == "user 1"} <= odd_items
 
 
+@pytest.mark.parametrize("k", [N_ITEMS + 1, 2**31 - 2])
+def test_recommend_with_k_beyond_the_items_prints_every_item(trained, capsys, k):
+    """k is capped at the item count (padding is never printed), so a huge k cannot make
+    recommend allocate users x k."""
+    files, model_path = trained
+    code, out, err = run_main(capsys, ["recommend", "--model", model_path, "--user", "007", "-k", str(k)])
+    assert code == 0 and err == ""
+    assert sorted(row[2] for row in parse_recommendations(out)) == sorted(item_name(c) for c in range(N_ITEMS))
+
+
+@pytest.mark.parametrize("command", ["recommend", "evaluate"])
+def test_too_many_threads_is_a_clean_error(trained, capsys, command):
+    files, model_path = trained
+    extra = ["--user", "007"] if command == "recommend" else ["--test", files["test"]]
+    code, out, err = run_main(capsys, [command, "--model", model_path, *extra, "--threads", "100000"])
+    assert code != 0 and "num_threads must be <= 1024" in err and "Traceback" not in err
+
+
 def test_recommend_exclude_seen_and_cold_start_user(trained, capsys):
     files, model_path = trained
     seen = train_items(files)
