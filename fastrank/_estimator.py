@@ -220,6 +220,11 @@ class FastRank:
     user_biases : float32 array of shape (n_user_features,)
     item_embeddings : float32 array of shape (n_item_features, no_components)
     item_biases : float32 array of shape (n_item_features,)
+
+    These arrays may be replaced by hand (e.g. to score with factors trained elsewhere): scoring
+    needs float32 arrays of the shapes above with one width on both sides; training and
+    :meth:`save` also need the fitted ``no_components``. Every call checks this first and raises
+    ``TypeError``/``ValueError`` naming the array that does not fit.
     """
 
     def __init__(
@@ -316,6 +321,8 @@ class FastRank:
         also needs the width the model was fitted with and the fitted schedule's optimizer state,
         shaped like the embeddings and biases.
         """
+        if getattr(self, "_diverged", False):
+            raise ValueError("This FastRank model's training diverged: call fit to start again")
         # (a model never fitted has no state attributes, even if an array was assigned to it)
         n_arrays = _STATE_ARRAYS.get(getattr(self, "_fitted_schedule", None))
         if n_arrays is None or not is_integer(getattr(self, "_fitted_components", None)):
@@ -356,6 +363,7 @@ class FastRank:
         self._n_items = 0
         self._fitted_schedule = None
         self._fitted_components = None
+        self._diverged = False
 
     @staticmethod
     def _array_attribute(side, array):
@@ -583,7 +591,7 @@ class FastRank:
                 shuffle_seed, examples["user_starts"], examples["items"], examples["labels"], examples["weights"],
                 user_order=user_order, n_blocks=n_blocks,
             )
-            _sgd.run_epoch(
+            scores_overflowed = _sgd.run_epoch(
                 example_users=users,
                 example_items=items,
                 example_labels=labels,
@@ -594,7 +602,7 @@ class FastRank:
             )
             # Drop this epoch's shuffled copies before the next are made: peak memory of fit.
             users = items = labels = weights = None
-            self._check_finite(num_threads)
+            self._check_finite(num_threads, scores_overflowed)
         return self
 
     def _check_epochs(self, epochs):
@@ -679,16 +687,23 @@ class FastRank:
             "user_starts": np.asarray(user_starts, dtype=np.int64),
         }
 
-    def _check_finite(self, num_threads=1):
+    def _check_finite(self, num_threads=1, scores_overflowed=False):
+        """Raise if the epoch just run diverged: a parameter became non-finite, or (the kernel's
+        report) a score overflowed float32 while the parameters stayed finite, which stops
+        training without a trace. A diverged model refuses every use until ``fit`` starts again
+        (its parameters are garbage; a file ``save`` wrote of it would not load)."""
         names = ("user_embeddings", "user_biases", "item_embeddings", "item_biases")
         # a kernel pass over the bits, on the training threads: numpy's isfinite took the longest
         # serial step of an epoch on large models (0.9 ms of 4.5M floats, against 0.4 ms on one
         # thread), and an isfinite mask would add to the peak memory of fit
         bad = _sgd.first_nonfinite(tuple(getattr(self, name) for name in names), num_threads)
-        if bad >= 0:
+        if bad >= 0 or scores_overflowed:
+            self._diverged = True
+            what = (f"{names[bad]} contains non-finite values" if bad >= 0
+                    else "scores overflowed float32 (parameters or feature weights too large)")
             raise ValueError(
-                f"Training diverged: {names[bad]} contains non-finite values. "
-                "Lower learning_rate or raise item_alpha/user_alpha, then call fit again."
+                f"Training diverged: {what}. Lower learning_rate, raise item_alpha/user_alpha or "
+                "scale the feature weights down, then call fit again."
             )
 
     # ------------------------------------------------------------------ prediction
@@ -861,6 +876,10 @@ class FastRank:
         matrix = np.empty((len(rows), embeddings.shape[1] + 1), dtype=np.float32)
         matrix[:, :-1] = repr_embeddings
         matrix[:, -1] = 1.0 if side == "user" else repr_biases
+        # NaN scores have no rank: they made metrics leave [0, 1] (precision 2, AUC 1.5)
+        if not np.all(np.isfinite(matrix)):
+            raise ValueError(f"{side} representations contain NaN or infinite values (non-finite parameters, "
+                             "or feature weights too large for float32)")
         return matrix, np.asarray(repr_biases, dtype=np.float32)
 
     def _check_matrix_rows(self, features, needed, side, matrix_name, axis="rows"):

@@ -11,7 +11,7 @@ cimport cython
 cimport numpy as cnp
 import numpy as np
 from cython.parallel cimport parallel, prange, threadid
-from libc.math cimport expf, logf, sqrtf, floorf, fabsf, tanhf
+from libc.math cimport expf, logf, sqrtf, floorf, fabsf, tanhf, isfinite
 from libc.stdint cimport int64_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
@@ -505,6 +505,7 @@ cdef struct Workspace:
     float* sampled_scores             # and their scores
     float* sampled_reprs              # k-OS with item features: their summed representations
     float* sampled_biases             # and biases, so the chosen one is not summed again
+    int nonfinite_scores              # an example's score overflowed: its step was skipped
 
 
 cdef inline float sigmoid(float x) noexcept nogil:
@@ -686,6 +687,9 @@ cdef inline void logistic_step(Model* model, Workspace* work, int user, int item
     cdef const float* item_repr = representation(&model.items, item, model.no_components,
                                                  work.positive_buffer, &item_bias)
     cdef float score = dot(user_repr, item_repr, model.no_components) + user_bias + item_bias
+    if not isfinite(score):
+        work.nonfinite_scores = 1
+        return
     # d/dscore of the weighted log loss; values <= 0 are negatives.
     loss = weight * (sigmoid(score) - (ONE if label > 0 else ZERO))
     for c in range(model.no_components):
@@ -708,6 +712,9 @@ cdef inline void bpr_step(Model* model, Workspace* work, int user, int positive,
                                           work.positive_buffer, &positive_bias, &positive_score)
     negative_repr = scored_representation(&model.items, negative, model.no_components, user_repr,
                                           work.negative_buffer, &negative_bias, &negative_score)
+    if not (isfinite(positive_score) and isfinite(negative_score)):
+        work.nonfinite_scores = 1
+        return
     pairwise_update(model, work, user, user_repr, user_bias, positive, positive_repr, positive_bias,
                     negative, negative_repr, negative_bias, weight * sigmoid(negative_score - positive_score), weight)
 
@@ -787,6 +794,9 @@ cdef inline void warp_step(Model* model, Workspace* work, int user, int positive
                                                  work.user_buffer, &user_bias)
     cdef const float* positive_repr = scored_representation(&model.items, positive, model.no_components, user_repr,
                                                             work.positive_buffer, &positive_bias, &positive_score)
+    if not isfinite(positive_score):
+        work.nonfinite_scores = 1
+        return
     warp_against(model, work, user, user_repr, user_bias, positive, positive_repr, positive_bias,
                  positive_score, weight)
 
@@ -847,6 +857,9 @@ cdef inline void warp_kos_step(Model* model, Workspace* work, int user) noexcept
                                   work.sampled_reprs + <Py_ssize_t>j * model.no_components,
                                   work.sampled_biases + j, work.sampled_scores + j)
     for j in range(sampled_count):
+        if not isfinite(work.sampled_scores[j]):
+            work.nonfinite_scores = 1
+            return
         work.rank_keys[j] = fastrank_rank_key(work.sampled_scores[j], work.sampled_ids[j])
     # descending score, ties by item id: a total order, so the choice does not depend on how it is found
     chosen = fastrank_kth_key(work.rank_keys, sampled_count,
@@ -1164,11 +1177,18 @@ def run_epoch(int loss,
         Blocks of examples (as :func:`shuffled_examples` returns them), each visited by one
         thread; block ``b`` goes to thread ``b % num_threads``. None: ``num_threads`` equal,
         contiguous blocks.
+
+    Returns
+    -------
+    bool
+        Whether some example's score was not finite (float32 overflow: huge parameters or
+        feature weights); those examples were skipped, since no step can be taken from them.
     """
     cdef Model model
     cdef Py_ssize_t n_visits = example_users.shape[0]
     cdef int thread, block, n_blocks
     cdef int[1] allocation_failed
+    cdef int[1] nonfinite_seen
     cdef Workspace* work
     cdef PaddedBiases padded_item_biases
     cdef int scored_capacity = 1, kept_representations = 0
@@ -1226,6 +1246,7 @@ def run_epoch(int loss,
     model.positive_indptr = &positive_indptr[0]
     model.positive_indices = &positive_indices[0] if positive_indices.shape[0] > 0 else NULL
     allocation_failed[0] = 0
+    nonfinite_seen[0] = 0
     if n_visits == 0:
         return
     # Item biases sit 16 to a cache line: with several threads on a model small enough to stay in
@@ -1268,6 +1289,7 @@ def run_epoch(int loss,
             work.sampled_biases = work.sampled_scores + scored_capacity
             work.sampled_reprs = work.user_buffer + 10 * no_components
             sampler_init(&work.sampler)
+            work.nonfinite_scores = 0
             if thread == 0:
                 work.sampler.script = script_pointer
                 work.sampler.script_length = script_length
@@ -1280,6 +1302,8 @@ def run_epoch(int loss,
                       block_bounds[block], block_bounds[block + 1], n_visits, seed)
 
         if work != NULL:
+            if work.nonfinite_scores:
+                nonfinite_seen[0] = 1
             free(work.buffers_allocation)
             free(work.rank_keys)
             free(work)
@@ -1287,3 +1311,4 @@ def run_epoch(int loss,
     unpad_biases(&model.items, &padded_item_biases)
     if allocation_failed[0]:
         raise MemoryError("fastrank could not allocate per-thread training buffers")
+    return bool(nonfinite_seen[0])

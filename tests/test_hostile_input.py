@@ -293,3 +293,69 @@ def test_complex_weight_column_is_refused():
 def test_timedelta_ids_are_refused(trained):
     with pytest.raises(TypeError, match="must be integers"):
         trained.predict(0, np.array([1, 2], dtype="timedelta64[s]"))
+
+
+# --------------------------------------------------------------------------- divergence
+
+
+def overflowing_user_features():
+    """Identity plus one feature of weight 1e30 shared by every user: finite parameters whose
+    representations overflow float32."""
+    return sp.csr_matrix(np.hstack([np.eye(N_USERS), np.full((N_USERS, 1), 1e30)]).astype(np.float32))
+
+
+@pytest.mark.parametrize("loss", ["warp", "bpr", "warp-kos", "logistic"])
+def test_scores_that_overflow_are_reported_as_divergence(loss):
+    """Parameters stayed finite while every score was NaN/inf: training silently stopped and
+    predict returned NaN; the kernel now reports such scores."""
+    model = FastRank(no_components=4, loss=loss, random_state=0)
+    with pytest.raises(ValueError, match="Training diverged: scores overflowed float32"):
+        model.fit(interactions(), user_features=overflowing_user_features(), epochs=2)
+
+
+@pytest.mark.parametrize("loss, params", [
+    ("warp", dict(learning_rate=1e6)),
+    ("warp-kos", dict(learning_rate=1e6)),
+    ("bpr", dict(learning_rate=1e6)),
+    ("warp-kos", dict(learning_schedule="sgd", learning_rate=1e3)),
+])
+def test_huge_steps_are_reported_as_divergence(loss, params):
+    with pytest.raises(ValueError, match="Training diverged"):
+        FastRank(no_components=4, loss=loss, random_state=0, **params).fit(interactions(), epochs=5)
+
+
+def test_a_diverged_model_refuses_every_use_until_fit_starts_again(tmp_path):
+    model = FastRank(no_components=4, loss="bpr", learning_rate=1e10, random_state=0)
+    with pytest.raises(ValueError, match="Training diverged"):
+        model.fit(interactions(), epochs=3)
+    calls = [
+        lambda: model.predict(0, np.arange(N_ITEMS)),
+        lambda: model.recommend([0], k=3),
+        lambda: evaluation.auc_score(model, interactions()),
+        lambda: model.fit_partial(interactions()),
+        lambda: model.save(tmp_path / "model.npz"),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match="training diverged: call fit to start again"):
+            call()
+    assert not (tmp_path / "model.npz").exists()
+    model.set_params(learning_rate=0.05).fit(interactions(), epochs=2)
+    assert np.all(np.isfinite(model.predict(0, np.arange(N_ITEMS))))
+
+
+@pytest.mark.parametrize("array, value", [("item_embeddings", np.nan), ("item_biases", np.inf),
+                                          ("user_embeddings", -np.inf)])
+def test_non_finite_representations_are_refused_by_ranking(trained, array, value):
+    """NaN scores have no rank: metrics came out above 1 (precision 2, AUC 1.5)."""
+    replaced = getattr(trained, array).copy()
+    replaced.flat[1] = value
+    setattr(trained, array, replaced)
+    calls = [
+        lambda: trained.predict_rank(interactions()),
+        lambda: evaluation.precision_at_k(trained, interactions()),
+        lambda: evaluation.auc_score(trained, interactions()),
+        lambda: trained.recommend([0, 1]),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match="representations contain NaN or infinite values"):
+            call()
