@@ -1248,7 +1248,7 @@ def run_epoch(int loss,
     allocation_failed[0] = 0
     nonfinite_seen[0] = 0
     if n_visits == 0:
-        return
+        return False
     # Item biases sit 16 to a cache line: with several threads on a model small enough to stay in
     # cache, every bias update takes the line from the other cores, so each item's bias and its
     # optimizer state get a line of their own for the epoch.
