@@ -44,6 +44,13 @@ _SIDE_ARRAYS = ("embeddings", "biases", "embedding_acc", "bias_acc", "embedding_
 _STATE_ARRAYS = {"sgd": 2, "adagrad": 4, "adadelta": 6}
 
 
+def _check_finite_representations(matrix, side):
+    """Raise ``ValueError`` unless every value of a side's representation matrix is finite."""
+    if not np.all(np.isfinite(matrix)):
+        raise ValueError(f"{side} representations contain NaN or infinite values (non-finite parameters, "
+                         "or feature weights too large for float32)")
+
+
 def _describe(value):
     """A short account of an object for an error message: an array's dtype and shape, else its type."""
     if isinstance(value, np.ndarray):
@@ -877,9 +884,7 @@ class FastRank:
         matrix[:, :-1] = repr_embeddings
         matrix[:, -1] = 1.0 if side == "user" else repr_biases
         # NaN scores have no rank: they made metrics leave [0, 1] (precision 2, AUC 1.5)
-        if not np.all(np.isfinite(matrix)):
-            raise ValueError(f"{side} representations contain NaN or infinite values (non-finite parameters, "
-                             "or feature weights too large for float32)")
+        _check_finite_representations(matrix, side)
         return matrix, np.asarray(repr_biases, dtype=np.float32)
 
     def _check_matrix_rows(self, features, needed, side, matrix_name, axis="rows"):
@@ -999,6 +1004,7 @@ class FastRank:
         n_rows = self._rows_available(features, side)
         check_id_range(query_ids, n_rows, f"{side}_ids", f"{side}s")
         _, embeddings = self._representations(features, side)
+        _check_finite_representations(embeddings, side)  # a NaN row would look like a zero vector
         norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
         # a zero vector is similar to nothing: its row stays zero
         unit = np.ascontiguousarray(np.divide(embeddings, norms, out=np.zeros_like(embeddings), where=norms > 0))
