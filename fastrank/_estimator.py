@@ -314,10 +314,10 @@ class FastRank:
     def _is_fitted(self):
         return getattr(self, "item_embeddings", None) is not None
 
-    def _check_fitted(self):
+    def _check_fitted(self, training=False):
         if not self._is_fitted():
             raise ValueError("This FastRank model is not fitted yet: call fit or fit_partial first")
-        self._check_parameter_arrays()
+        self._check_parameter_arrays(training)
 
     def _check_parameter_arrays(self, training=False):
         """Raise unless the parameter arrays fit together: the kernels index them by shape alone,
@@ -1085,10 +1085,9 @@ class FastRank:
             Application data stored alongside (e.g. id mappings, feature matrices): numeric,
             boolean or string arrays only (no objects), read back by :meth:`load_extra`.
         """
-        self._check_fitted()
         # a file that load would refuse is not written: parameters set since fit are checked too
+        self._check_fitted(training=True)
         self._check_params()
-        self._check_parameter_arrays(training=True)
         if extra is not None and not isinstance(extra, Mapping):
             raise TypeError(f"extra must be a dict of str to numpy arrays, got {type(extra).__name__}")
         params = self.get_params()
@@ -1189,14 +1188,15 @@ class FastRank:
                 key = f"{side}_{array}"
                 if key not in contents:
                     raise ValueError(f"{path} is missing the array {key}")
+                setattr(model, model._array_attribute(side, array), contents[key])
+        try:
+            model._check_parameter_arrays(training=True)  # dtypes and shapes, as for arrays set by hand
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{path}: {error}") from None
+        for side in ("user", "item"):
+            for array in _SIDE_ARRAYS[:stored]:
+                key = f"{side}_{array}"
                 value = contents[key]
-                matrix = array in ("embeddings", "embedding_acc", "embedding_momentum")
-                expected_ndim = 2 if matrix else 1
-                if value.dtype != np.float32 or value.ndim != expected_ndim:
-                    raise ValueError(f"{path}: array {key} has dtype {value.dtype} and {value.ndim} dimension(s)")
-                rows = contents[f"{side}_embeddings"].shape[0] if f"{side}_embeddings" in contents else -1
-                if value.shape[0] != rows or (matrix and value.shape[1] != model._fitted_components):
-                    raise ValueError(f"{path}: array {key} has inconsistent shape {value.shape}")
                 if not np.all(np.isfinite(value)):
                     raise ValueError(f"{path}: array {key} contains non-finite values")
                 # adagrad divides by the root of its accumulators (at least initial_accumulator

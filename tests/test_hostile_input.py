@@ -361,3 +361,16 @@ def test_non_finite_representations_are_refused_by_ranking(trained, array, value
     for call in calls:
         with pytest.raises(ValueError, match="representations contain NaN or infinite values"):
             call()
+
+
+@pytest.mark.parametrize("key, edit, problem", [
+    ("item_embeddings", lambda a: a.astype(np.float64), "must be a float32 numpy array"),
+    ("item_embeddings", lambda a: a[:, 0].copy(), "must be 2-D"),
+    ("user_biases", lambda a: a[:2], r"user_biases has shape \(2,\)"),
+    ("item_bias_acc", lambda a: a[:3], r"item_bias_acc has shape \(3,\)"),
+])
+def test_load_checks_array_shapes_like_arrays_set_by_hand(trained, tmp_path, key, edit, problem):
+    contents, _ = saved_contents(trained, tmp_path)
+    contents[key] = edit(contents[key])
+    with pytest.raises(ValueError, match=problem):
+        FastRank.load(write_edited(tmp_path, contents))
