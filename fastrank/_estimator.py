@@ -590,14 +590,21 @@ class FastRank:
         # there is one thread, and one block keeps the single-thread order.
         n_blocks = num_threads if _sgd.openmp_enabled() else 1
         user_order = _thread_user_order(n_users, self._rng) if n_blocks > 1 else None
+        stratified = n_blocks > 1 and self._trains_in_strata(kernel_arguments, n_items, n_blocks)
+        strata = {}
         for _ in _epoch_range(epochs, verbose):
             shuffle_seed = int(self._rng.integers(0, 2**63))
             seed = int(self._rng.integers(0, 2**63))
             # The kernel walks the examples in memory order, so they are gathered shuffled.
             users, items, labels, weights, block_bounds = _sgd.shuffled_examples(
                 shuffle_seed, examples["user_starts"], examples["items"], examples["labels"], examples["weights"],
-                user_order=user_order, n_blocks=n_blocks,
+                user_order=user_order, n_blocks=n_blocks, whole_users=stratified,
             )
+            if stratified:
+                users, items, labels, weights, block_bounds, candidates, block_candidates, rounds = (
+                    _sgd.stratified_examples(shuffle_seed, users, items, labels, weights, block_bounds, n_items,
+                                             _sgd.stratum_chunk_items(self.no_components)))
+                strata = dict(candidate_items=candidates, block_candidates=block_candidates, rounds=rounds)
             scores_overflowed = _sgd.run_epoch(
                 example_users=users,
                 example_items=items,
@@ -605,12 +612,28 @@ class FastRank:
                 example_weights=weights,
                 seed=seed,
                 block_bounds=block_bounds,
+                **strata,
                 **kernel_arguments,
             )
             # Drop this epoch's shuffled copies before the next are made: peak memory of fit.
             users = items = labels = weights = None
             self._check_finite(num_threads, scores_overflowed)
         return self
+
+    def _trains_in_strata(self, kernel_arguments, n_items, n_threads):
+        """Whether fit_partial trains in strata (``_sgd.stratified_examples``): several threads
+        on a model that stays in cache, whose item rows would otherwise be shared between
+        cores. Needs the identity item side (a shared tag feature would be written by every
+        group), a loss that draws its negatives uniformly (WARP-kOS draws among the user's
+        positives, pos2neg2 a second positive), and at least two runs of items per thread."""
+        chunks = -(-n_items // _sgd.stratum_chunk_items(self.no_components))
+        return (
+            kernel_arguments["item_features"] is None
+            and self.loss != "warp-kos"
+            and self.debias != "pos2neg2"
+            and chunks >= 2 * n_threads
+            and _sgd.small_enough_for_strata(kernel_arguments["user_parameters"], kernel_arguments["item_parameters"])
+        )
 
     def _check_epochs(self, epochs):
         if not is_integer(epochs):

@@ -25,6 +25,19 @@ from fastrank._common cimport (
     dot, representation, scored_representation, fastrank_score_rows, point_feature_rows,
 )
 
+cdef extern from *:
+    """
+    /* Wait for every thread of the enclosing parallel region (an orphaned barrier binds to it);
+       Cython's prange ends with nowait, so rounds of blocks need this to follow each other. */
+    static void fastrank_team_barrier(void) {
+    #ifdef _OPENMP
+    #pragma omp barrier
+    #endif
+    }
+    """
+    void fastrank_team_barrier() noexcept nogil
+
+
 cdef enum:
     DEBIAS_NONE = 0
     DEBIAS_ZEROSUM = 1
@@ -367,9 +380,26 @@ cdef void copy_in_user_order(const int* items, const float* labels, const float*
         position += count
 
 
+cdef void cut_between_users(int64_t[::1] bounds, const int64_t[::1] user_starts, const int[::1] user_order):
+    """Move each inner cut of ``bounds`` forward to the first example of a user, the users laid out
+    in ``user_order`` (as :func:`copy_in_user_order` lays them out)."""
+    cdef Py_ssize_t cut = 1, n_cuts = bounds.shape[0] - 1, k
+    cdef int64_t position = 0
+    cdef int user
+    for k in range(user_order.shape[0]):
+        while cut < n_cuts and bounds[cut] <= position:
+            bounds[cut] = position
+            cut += 1
+        user = user_order[k]
+        position += user_starts[user + 1] - user_starts[user]
+    while cut < n_cuts:
+        bounds[cut] = position
+        cut += 1
+
+
 def shuffled_examples(unsigned long long seed, const int64_t[::1] user_starts, const int[::1] items,
                       const float[::1] labels=None, const float[::1] weights=None,
-                      const int[::1] user_order=None, int n_blocks=1):
+                      const int[::1] user_order=None, int n_blocks=1, bint whole_users=False):
     """The training examples in a random order, as new arrays, cut into blocks of users.
 
     Parameters
@@ -392,6 +422,10 @@ def shuffled_examples(unsigned long long seed, const int64_t[::1] user_starts, c
         one block, the whole set shuffled.
     n_blocks : int, default 1
         How many blocks to cut.
+    whole_users : bool, default False
+        Move each cut forward to the next user's first example, so that no user is in two
+        blocks (stratified training needs each user's row written by one thread); the blocks
+        then differ by up to one user's examples.
 
     Returns
     -------
@@ -443,6 +477,9 @@ def shuffled_examples(unsigned long long seed, const int64_t[::1] user_starts, c
             failed = check_user_order(&user_order[0] if n_users > 0 else NULL, n_users, &seen[0])
         if failed:
             raise ValueError("user_order must be a permutation of the user ids")
+        if whole_users:
+            cut_between_users(bounds, user_starts, user_order)
+    cdef const int64_t[::1] cuts = bounds
     if n == 0:
         return out_users, out_items, out_labels, out_weights, bounds
     if out_labels is not None:
@@ -458,13 +495,299 @@ def shuffled_examples(unsigned long long seed, const int64_t[::1] user_starts, c
                            &u[0], &it[0], label_pointer, weight_pointer)
     with nogil, parallel(num_threads=n_blocks):
         for block in prange(n_blocks, schedule="static", chunksize=1):
-            start = block_start(n, n_blocks, block)
-            stop = block_start(n, n_blocks, block + 1)
+            start = cuts[block]
+            stop = cuts[block + 1]
             if stop - start > 1:
                 shuffle_in_place(block_seed(seed, n_blocks, block), &u[start], &it[start],
                                  label_pointer + start if label_pointer != NULL else NULL,
                                  weight_pointer + start if weight_pointer != NULL else NULL, stop - start)
     return out_users, out_items, out_labels, out_weights, bounds
+
+
+# Item rows in a cache-resident model are shared between cores under Hogwild: on MovieLens 100K,
+# 2 threads ran WARP epochs only 1.57x as fast as one, while two models trained at once (two
+# processes, or two Python threads) each kept their one-thread speed. Stratified SGD
+# (Gemulla et al., KDD 2011) removes the sharing: items are cut into as many groups as threads,
+# and in each round every thread trains its own users' examples whose item is in one group,
+# drawing negatives from that group only, while the other threads have the other groups. Every
+# (user block, item group) cell is visited once per epoch, in rounds separated by barriers.
+#
+# Groups are made of runs of consecutive item ids filling a page of embeddings: with groups of
+# single items, the cores' hardware prefetchers pulled the neighbouring rows, owned by the other
+# group, and the epoch took 4.4 ms instead of 3.6 ms (WARP, MovieLens 100K, 2 threads; 7.2 ms on
+# one thread).
+STRATUM_CHUNK_BYTES = 4096
+# Each cell is cut into parts of about this many examples, visited in turn: with one round per
+# cell, a user met the positives of one group for a long stretch and WARP lost precision (test
+# p@10 0.202 against 0.206 on one thread, 4 seeds); with parts of this size it was 0.205, and the
+# extra barriers cost under 10% of the epoch.
+STRATUM_PART_EXAMPLES = 2048
+
+
+def stratum_chunk_items(int no_components):
+    """How many consecutive item ids make one chunk of a group: a page of float32 embeddings."""
+    return max(1, STRATUM_CHUNK_BYTES // (4 * max(1, no_components)))
+
+
+# Models up to this size (parameters and optimizer state, both sides) train in strata: those that
+# stay in one core's caches, where Hogwild's shared rows cost the most (DEFAULT_PREFETCH_ABOVE_BYTES).
+DEFAULT_STRATA_UP_TO_BYTES = DEFAULT_PREFETCH_ABOVE_BYTES
+cdef Py_ssize_t strata_up_to_bytes = DEFAULT_STRATA_UP_TO_BYTES
+
+
+def set_strata_threshold(Py_ssize_t size_bytes):
+    """Test hook: train in strata only models of at most ``size_bytes`` bytes of parameters and
+    optimizer state (0: never; -1 restores the default). Returns the previous threshold."""
+    global strata_up_to_bytes
+    previous = strata_up_to_bytes
+    strata_up_to_bytes = DEFAULT_STRATA_UP_TO_BYTES if size_bytes < 0 else size_bytes
+    return previous
+
+
+def small_enough_for_strata(tuple user_parameters, tuple item_parameters):
+    """Whether a model is small enough to train in strata (``DEFAULT_STRATA_UP_TO_BYTES``)."""
+    return 0 < side_bytes(user_parameters) + side_bytes(item_parameters) <= strata_up_to_bytes
+
+
+cdef struct StratumArrays:
+    const int* users
+    const int* items
+    const float* labels
+    const float* weights
+    int* out_users
+    int* out_items
+    float* out_labels
+    float* out_weights
+    const int* item_group
+    const int64_t* block_start
+    int n_threads
+
+
+cdef void count_items(const int* items, Py_ssize_t start, Py_ssize_t stop, int64_t* counts) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(start, stop):
+        counts[items[i]] += 1
+
+
+cdef int scatter_block(const StratumArrays* arrays, int thread, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    """Move one thread's examples to their blocks (see :func:`stratified_examples`), in order;
+    returns 1 when its counters cannot be allocated."""
+    cdef int n_threads = arrays.n_threads, round_, part, block
+    cdef Py_ssize_t i, position
+    # per round (cell): where its next example goes, how many more fit in the current part's
+    # block, and which part that is; private to the thread, so no line is shared in this loop
+    cdef int64_t* next_position = <int64_t*>malloc(3 * n_threads * sizeof(int64_t))
+    cdef int64_t* room
+    cdef int64_t* current_part
+    if next_position == NULL:
+        return 1
+    room = next_position + n_threads
+    current_part = next_position + 2 * n_threads
+    for round_ in range(n_threads):
+        block = round_ * n_threads + thread
+        next_position[round_] = arrays.block_start[block]
+        room[round_] = arrays.block_start[block + 1] - arrays.block_start[block]
+        current_part[round_] = 0
+    for i in range(start, stop):
+        round_ = arrays.item_group[arrays.items[i]] - thread
+        if round_ < 0:
+            round_ += n_threads
+        while room[round_] == 0:
+            # this part's block is full: on to the cell's block in the next part
+            current_part[round_] += 1
+            block = <int>((current_part[round_] * n_threads + round_) * n_threads + thread)
+            next_position[round_] = arrays.block_start[block]
+            room[round_] = arrays.block_start[block + 1] - arrays.block_start[block]
+        position = next_position[round_]
+        next_position[round_] = position + 1
+        room[round_] -= 1
+        arrays.out_users[position] = arrays.users[i]
+        arrays.out_items[position] = arrays.items[i]
+        if arrays.labels != NULL:
+            arrays.out_labels[position] = arrays.labels[i]
+        if arrays.weights != NULL:
+            arrays.out_weights[position] = arrays.weights[i]
+    free(next_position)
+    return 0
+
+
+def stratified_examples(unsigned long long seed, const int[::1] users, const int[::1] items,
+                        const float[::1] labels, const float[::1] weights, const int64_t[::1] bounds,
+                        int n_items, int chunk_items, Py_ssize_t part_examples=STRATUM_PART_EXAMPLES):
+    """Lay out one epoch's examples for stratified training (see the comment above).
+
+    Parameters
+    ----------
+    seed : int
+        Seed of the random grouping of the items.
+    users, items : int32 arrays of shape (n_examples,)
+        The examples as :func:`shuffled_examples` returns them: ``n_threads`` blocks of users,
+        each in a random order.
+    labels, weights : float32 arrays of shape (n_examples,) or None
+        Per-example values and weights, moved with the examples (None stays None).
+    bounds : int64 array of shape (n_threads + 1,)
+        The blocks: thread ``t`` owns the users of ``bounds[t]:bounds[t + 1]``; n_threads >= 2.
+    n_items : int
+        Number of items; every ``items`` value must be below it.
+    chunk_items : int
+        Items are grouped in runs of this many consecutive ids (:func:`stratum_chunk_items`);
+        there must be at least ``n_threads`` runs.
+    part_examples : int, default STRATUM_PART_EXAMPLES
+        Target number of examples of one thread between two barriers.
+
+    Returns
+    -------
+    users, items : int32 arrays of shape (n_examples,)
+        The same examples, reordered: block ``b = (part * n_threads + round) * n_threads + t``
+        holds thread ``t``'s examples whose item is in group ``(t + round) % n_threads`` (the
+        ``part``-th of them, in their shuffled order).
+    labels, weights : float32 arrays of shape (n_examples,) or None
+        Moved with them.
+    block_bounds : int64 array of shape (n_blocks + 1,)
+        Block ``b`` is at positions ``block_bounds[b]:block_bounds[b + 1]``;
+        ``n_blocks = n_parts * n_threads ** 2``.
+    candidate_items : int32 array of shape (n_items,)
+        The item ids, group by group.
+    block_candidates : int64 array of shape (n_blocks, 2)
+        The range of ``candidate_items`` that block ``b`` draws negatives from (its group).
+    rounds : int
+        ``n_parts * n_threads``: :func:`run_epoch` runs the blocks in this many rounds of
+        ``n_threads``, with a barrier after each.
+
+    The groups are balanced by number of examples, greedily, visiting the chunks in a random
+    order, so that the threads of a round have about the same work and no pair of items is
+    kept apart in every epoch.
+    """
+    cdef Py_ssize_t n = users.shape[0], i, j, position
+    cdef int n_threads = bounds.shape[0] - 1
+    cdef int n_chunks, chunk, group, lightest, thread, round_, part, n_parts, block, n_blocks
+    cdef Py_ssize_t size, most = 0, start
+    if n_threads < 2:
+        raise ValueError(f"stratified training needs at least 2 blocks of users, got {n_threads}")
+    if chunk_items < 1:
+        raise ValueError(f"chunk_items must be >= 1, got {chunk_items}")
+    if part_examples < 1:
+        raise ValueError(f"part_examples must be >= 1, got {part_examples}")
+    if items.shape[0] != n or (labels is not None and labels.shape[0] != n) or (
+            weights is not None and weights.shape[0] != n):
+        raise ValueError("the example arrays must have the same length")
+    if check_bounds(&bounds[0], n_threads, n):
+        raise ValueError("bounds must rise from 0 to the number of examples")
+    n_chunks = (n_items + chunk_items - 1) // chunk_items
+    if n_chunks < n_threads:
+        raise ValueError(f"{n_items} items in runs of {chunk_items} make fewer groups than the {n_threads} threads")
+    for i in range(n):
+        if not 0 <= items[i] < n_items:
+            raise ValueError(f"item ids must be in [0, {n_items}), got {items[i]}")
+
+    # item_load[thread, item]: the thread's examples of that item (one pass, threads in parallel)
+    cdef int64_t[:, ::1] item_load = np.zeros((n_threads, n_items), dtype=np.int64)
+    cdef int64_t[::1] chunk_load = np.zeros(n_chunks, dtype=np.int64)
+    cdef int64_t[::1] group_load = np.zeros(n_threads, dtype=np.int64)
+    cdef int64_t[::1] group_chunks = np.zeros(n_threads, dtype=np.int64)
+    cdef int[::1] chunk_order = np.empty(n_chunks, dtype=np.int32)
+    cdef int[::1] chunk_group = np.empty(n_chunks, dtype=np.int32)
+    cdef int[::1] item_group = np.empty(n_items, dtype=np.int32)
+    cdef int failed = 0
+    cdef StratumArrays arrays
+    arrays.items = &items[0] if n > 0 else NULL
+    with nogil, parallel(num_threads=n_threads):
+        for thread in prange(n_threads, schedule="static", chunksize=1):
+            count_items(arrays.items, bounds[thread], bounds[thread + 1], &item_load[thread, 0])
+    for thread in range(n_threads):
+        for i in range(n_items):
+            chunk_load[i // chunk_items] += item_load[thread, i]
+    fisher_yates(seed ^ <uint64_t>0xA0761D6478BD642FULL, &chunk_order[0], n_chunks)
+    # the first n_threads chunks seed one group each, so that no group is empty; then each chunk
+    # goes to the group with the fewest examples (ties: the fewest chunks, as for unseen items)
+    for j in range(n_chunks):
+        chunk = chunk_order[j]
+        lightest = <int>j
+        if j >= n_threads:
+            lightest = 0
+            for group in range(1, n_threads):
+                if group_load[group] < group_load[lightest] or (
+                        group_load[group] == group_load[lightest] and group_chunks[group] < group_chunks[lightest]):
+                    lightest = group
+        chunk_group[chunk] = lightest
+        group_load[lightest] += chunk_load[chunk]
+        group_chunks[lightest] += 1
+    for i in range(n_items):
+        item_group[i] = chunk_group[i // chunk_items]
+
+    # cells[thread, round]: thread's examples whose item is in group (thread + round) % n_threads
+    cdef int64_t[:, ::1] cells = np.zeros((n_threads, n_threads), dtype=np.int64)
+    for thread in range(n_threads):
+        for i in range(n_items):
+            cells[thread, (item_group[i] - thread + n_threads) % n_threads] += item_load[thread, i]
+    for thread in range(n_threads):
+        for round_ in range(n_threads):
+            most = max(most, cells[thread, round_])
+    n_parts = <int>max(1, (most + part_examples // 2) // part_examples)
+    n_blocks = n_parts * n_threads * n_threads
+
+    # block b = (part * n_threads + round) * n_threads + thread; part p of a cell of s examples
+    # holds its examples j (in order) with ceil(p * s / n_parts) <= j < ceil((p + 1) * s / n_parts)
+    block_bounds = np.zeros(n_blocks + 1, dtype=np.int64)
+    cdef int64_t[::1] block_start_at = block_bounds
+    for part in range(n_parts):
+        for round_ in range(n_threads):
+            for thread in range(n_threads):
+                block = (part * n_threads + round_) * n_threads + thread
+                size = cells[thread, round_]
+                block_start_at[block + 1] = block_start_at[block] + (
+                    ((part + 1) * size + n_parts - 1) // n_parts - (part * size + n_parts - 1) // n_parts)
+
+    out_users = np.empty(n, dtype=np.int32)
+    out_items = np.empty(n, dtype=np.int32)
+    out_labels = None if labels is None else np.empty(n, dtype=np.float32)
+    out_weights = None if weights is None else np.empty(n, dtype=np.float32)
+    cdef int[::1] u = out_users
+    cdef int[::1] it = out_items
+    cdef float[::1] lab = out_labels
+    cdef float[::1] w = out_weights
+    # (no example: no pointer to take; the loops below then do nothing)
+    arrays.users = &users[0] if n > 0 else NULL
+    arrays.items = &items[0] if n > 0 else NULL
+    arrays.labels = &labels[0] if n > 0 and labels is not None else NULL
+    arrays.weights = &weights[0] if n > 0 and weights is not None else NULL
+    arrays.out_users = &u[0] if n > 0 else NULL
+    arrays.out_items = &it[0] if n > 0 else NULL
+    arrays.out_labels = &lab[0] if n > 0 and labels is not None else NULL
+    arrays.out_weights = &w[0] if n > 0 and weights is not None else NULL
+    arrays.item_group = &item_group[0]
+    arrays.block_start = &block_start_at[0]
+    arrays.n_threads = n_threads
+    with nogil, parallel(num_threads=n_threads):
+        for thread in prange(n_threads, schedule="static", chunksize=1):
+            if scatter_block(&arrays, thread, bounds[thread], bounds[thread + 1]):
+                failed = 1
+    if failed:
+        raise MemoryError("fastrank could not allocate the stratified layout's counters")
+
+    # the item ids group by group, and each block's range of them
+    cdef int64_t[::1] group_start = np.zeros(n_threads + 1, dtype=np.int64)
+    for i in range(n_items):
+        group_start[item_group[i] + 1] += 1
+    for group in range(n_threads):
+        group_start[group + 1] += group_start[group]
+    candidate_items = np.empty(n_items, dtype=np.int32)
+    cdef int[::1] candidates = candidate_items
+    cdef int64_t[::1] filled = np.zeros(n_threads, dtype=np.int64)
+    for i in range(n_items):
+        group = item_group[i]
+        candidates[group_start[group] + filled[group]] = <int>i
+        filled[group] += 1
+    block_candidates = np.empty((n_blocks, 2), dtype=np.int64)
+    cdef int64_t[:, ::1] ranges = block_candidates
+    for block in range(n_blocks):
+        thread = block % n_threads
+        round_ = (block // n_threads) % n_threads
+        group = (thread + round_) % n_threads
+        ranges[block, 0] = group_start[group]
+        ranges[block, 1] = group_start[group + 1]
+    return (out_users, out_items, out_labels, out_weights, block_bounds, candidate_items, block_candidates,
+            n_parts * n_threads)
 
 
 cdef struct Model:
@@ -506,6 +829,8 @@ cdef struct Workspace:
     float* sampled_reprs              # k-OS with item features: their summed representations
     float* sampled_biases             # and biases, so the chosen one is not summed again
     int nonfinite_scores              # an example's score overflowed: its step was skipped
+    const int* candidates             # the items negatives are drawn from (NULL: all items)
+    int n_candidates
 
 
 cdef inline float sigmoid(float x) noexcept nogil:
@@ -599,12 +924,34 @@ cdef inline float debias_slope(float x) noexcept nogil:
     return ZERO
 
 
+cdef inline int candidate_count(const Model* model, const Workspace* work) noexcept nogil:
+    """How many items a negative is drawn from: the block's candidates, or all items."""
+    return work.n_candidates if work.candidates != NULL else model.n_items
+
+
+cdef inline int candidate_item(const Workspace* work, int draw) noexcept nogil:
+    """The item of a draw below :func:`candidate_count`."""
+    return work.candidates[draw] if work.candidates != NULL else draw
+
+
+cdef inline int draw_candidate(const Model* model, Workspace* work) noexcept nogil:
+    return candidate_item(work, draw_below(&work.sampler, candidate_count(model, work)))
+
+
+cdef inline int peek_candidate(const Model* model, const Workspace* work, int ahead) noexcept nogil:
+    return candidate_item(work, peek_below(&work.sampler, candidate_count(model, work), ahead))
+
+
+cdef inline int stream_candidate(const Model* model, const Workspace* work, uint64_t stream, int ahead) noexcept nogil:
+    return candidate_item(work, stream_draw(stream, candidate_count(model, work), ahead))
+
+
 cdef inline int draw_negative(Model* model, Workspace* work, int user) noexcept nogil:
     """A uniformly drawn item the user has no positive interaction with, or -1 after
     ``BPR_TRIES`` draws that all hit positives."""
     cdef int tries, negative
     for tries in range(BPR_TRIES):
-        negative = draw_below(&work.sampler, model.n_items)
+        negative = draw_candidate(model, work)
         if not is_positive(model, user, negative):
             return negative
     return -1
@@ -752,7 +1099,7 @@ cdef inline void prefetch_side_row(const FeatureSide* side, int row, int no_comp
 
 cdef inline void prefetch_candidate(const Model* model, Workspace* work, int ahead) noexcept nogil:
     """Prefetch the item that the sampler will draw ``ahead`` draws from now."""
-    prefetch_side_row(&model.items, peek_below(&work.sampler, model.n_items, ahead), model.no_components,
+    prefetch_side_row(&model.items, peek_candidate(model, work, ahead), model.no_components,
                       PREFETCH_PARAMETERS)
 
 
@@ -764,14 +1111,13 @@ cdef inline void warp_against(Model* model, Workspace* work, int user, const flo
     cdef float negative_bias, negative_score, loss
     cdef const float* negative_repr
     for sampled in range(1, model.max_sampled + 1):
-        negative = draw_below(&work.sampler, model.n_items)
+        negative = draw_candidate(model, work)
         if model.prefetch and sampled + PREFETCH_DRAWS <= model.max_sampled:
             # Random item rows miss the cache: keep a few future candidates on their way.
             prefetch_candidate(model, work, PREFETCH_DRAWS)
             if not model.items.identity and sampled + PREFETCH_DRAWS + IDS_AHEAD <= model.max_sampled:
                 # their feature ids first, so that reading them to prefetch the rows does not stall
-                prefetch_row_stage(&model.items, peek_below(&work.sampler, model.n_items,
-                                                            PREFETCH_DRAWS + IDS_AHEAD), 0)
+                prefetch_row_stage(&model.items, peek_candidate(model, work, PREFETCH_DRAWS + IDS_AHEAD), 0)
         negative_repr = representation(&model.items, negative, model.no_components,
                                        work.negative_buffer, &negative_bias)
         negative_score = dot(user_repr, negative_repr, model.no_components) + negative_bias
@@ -833,7 +1179,7 @@ cdef inline void warp_kos_step(Model* model, Workspace* work, int user) noexcept
         for j in range(sampled_count):
             prefetch_row_stage(&model.items, work.sampled_ids[j], 0)
         for j in range(1, min(PREFETCH_DRAWS + IDS_AHEAD, model.max_sampled) + 1):
-            prefetch_row_stage(&model.items, peek_below(&work.sampler, model.n_items, j), 0)
+            prefetch_row_stage(&model.items, peek_candidate(model, work, j), 0)
     user_repr = representation(&model.users, user, model.no_components, work.user_buffer, &user_bias)
     if model.items.identity:
         # all rows at once: the dot products overlap instead of waiting for each other
@@ -905,8 +1251,8 @@ cdef inline void prefetch_row_stage(const FeatureSide* side, int row, int bounds
     FASTRANK_PREFETCH(side.entries + start)
 
 
-cdef inline void prefetch_example_stage(const Model* model, int loss, int user, int item, uint64_t stream,
-                                        int draws, int bounds) noexcept nogil:
+cdef inline void prefetch_example_stage(const Model* model, const Workspace* work, int loss, int user, int item,
+                                        uint64_t stream, int draws, int bounds) noexcept nogil:
     """One early feature-path stage for an example: its user, its item and its first candidates."""
     cdef int j
     prefetch_row_stage(&model.users, user, bounds)
@@ -914,11 +1260,11 @@ cdef inline void prefetch_example_stage(const Model* model, int loss, int user, 
         return
     prefetch_row_stage(&model.items, item, bounds)
     for j in range(1, draws + 1):
-        prefetch_row_stage(&model.items, stream_draw(stream, model.n_items, j), bounds)
+        prefetch_row_stage(&model.items, stream_candidate(model, work, stream, j), bounds)
 
 
-cdef void prefetch_feature_rows_ahead(const Model* model, int loss, const int[::1] users, const int[::1] items,
-                                     Py_ssize_t position, Py_ssize_t n_visits, uint64_t seed,
+cdef void prefetch_feature_rows_ahead(const Model* model, const Workspace* work, int loss, const int[::1] users,
+                                     const int[::1] items, Py_ssize_t position, Py_ssize_t n_visits, uint64_t seed,
                                      int draws) noexcept nogil:
     """The feature-path stages of :func:`prefetch_ahead`: four examples ahead, the CSR bounds of
     the feature rows of the user, the item and its first candidates; three ahead, those rows'
@@ -928,8 +1274,8 @@ cdef void prefetch_feature_rows_ahead(const Model* model, int loss, const int[::
     for stage in range(2):
         ahead = position + 4 - stage
         if ahead < n_visits:
-            prefetch_example_stage(model, loss, users[ahead], items[ahead], example_stream(seed, ahead), draws,
-                                   stage == 0)
+            prefetch_example_stage(model, work, loss, users[ahead], items[ahead], example_stream(seed, ahead),
+                                   draws, stage == 0)
     # Reading the ids to prefetch the rows one example ahead was the largest stall left in
     # profiles with side features, so they are asked for again: epochs 5% (WARP-kOS) to 15%
     # (logistic) shorter with user and item features; the same for the first candidates, or for
@@ -953,8 +1299,8 @@ cdef inline void prefetch_kos_draws(const Model* model, int user, uint64_t strea
             FASTRANK_PREFETCH(model.positive_indices + start + offset)
 
 
-cdef inline void prefetch_next_example(const Model* model, int loss, int user, int item, uint64_t stream,
-                                       int draws) noexcept nogil:
+cdef inline void prefetch_next_example(const Model* model, const Workspace* work, int loss, int user, int item,
+                                       uint64_t stream, int draws) noexcept nogil:
     """The last stage, one example ahead: the rows of its user, its item and its first ``draws``
     candidates (``stream`` is the example's draw stream)."""
     cdef int j
@@ -968,12 +1314,13 @@ cdef inline void prefetch_next_example(const Model* model, int loss, int user, i
         return
     prefetch_side_row(&model.items, item, model.no_components, PREFETCH_PARAMETERS | PREFETCH_STATE)
     for j in range(1, draws + 1):
-        prefetch_side_row(&model.items, stream_draw(stream, model.n_items, j), model.no_components,
+        prefetch_side_row(&model.items, stream_candidate(model, work, stream, j), model.no_components,
                           PREFETCH_PARAMETERS)
 
 
-cdef inline void prefetch_ahead(const Model* model, int loss, const int[::1] users, const int[::1] items,
-                                Py_ssize_t position, Py_ssize_t n_visits, uint64_t seed) noexcept nogil:
+cdef inline void prefetch_ahead(const Model* model, const Workspace* work, int loss, const int[::1] users,
+                                const int[::1] items, Py_ssize_t position, Py_ssize_t n_visits,
+                                uint64_t seed) noexcept nogil:
     """Start loading what the next examples will touch while this one is processed.
 
     Memory is fetched in stages, each one reading only what an earlier stage brought in:
@@ -990,7 +1337,7 @@ cdef inline void prefetch_ahead(const Model* model, int loss, const int[::1] use
     elif loss == C_WARP:
         draws = min(PREFETCH_DRAWS, model.max_sampled)
     if not (model.users.identity and model.items.identity):
-        prefetch_feature_rows_ahead(model, loss, users, items, position, n_visits, seed, draws)
+        prefetch_feature_rows_ahead(model, work, loss, users, items, position, n_visits, seed, draws)
     if position + 3 < n_visits:
         FASTRANK_PREFETCH(model.positive_indptr + users[position + 3])
     if position + 2 < n_visits:
@@ -1001,7 +1348,7 @@ cdef inline void prefetch_ahead(const Model* model, int loss, const int[::1] use
         if loss == C_WARP_KOS and not model.items.identity:
             prefetch_kos_draws(model, user, example_stream(seed, position + 2), 0)
     if position + 1 < n_visits:
-        prefetch_next_example(model, loss, users[position + 1], items[position + 1],
+        prefetch_next_example(model, work, loss, users[position + 1], items[position + 1],
                               example_stream(seed, position + 1), draws)
 
 
@@ -1110,10 +1457,10 @@ cdef void run_block(Model* model, Workspace* work, int loss, const int[::1] exam
     cdef Py_ssize_t position
     for position in range(start, stop):
         if model.prefetch:
-            prefetch_ahead(model, loss, example_users, example_items, position, n_visits, seed)
+            prefetch_ahead(model, work, loss, example_users, example_items, position, n_visits, seed)
         elif model.prefetch_next_rows and position + 1 < n_visits:
             # only the last stage, and only BPR's first candidate (see run_epoch)
-            prefetch_next_example(model, loss, example_users[position + 1], example_items[position + 1],
+            prefetch_next_example(model, work, loss, example_users[position + 1], example_items[position + 1],
                                   example_stream(seed, position + 1), 1 if loss == C_BPR else 0)
         if work.sampler.script == NULL:
             sampler_start_example(&work.sampler, seed, position)
@@ -1130,6 +1477,21 @@ cdef void run_block(Model* model, Workspace* work, int loss, const int[::1] exam
             warp_kos_step(model, work, example_users[position])
 
 
+cdef void check_candidates(const int[::1] candidate_items, const int64_t[:, ::1] block_candidates,
+                           int n_blocks, int n_items) except *:
+    """Raise ValueError unless each block has a non-empty range of candidates, all item ids."""
+    cdef Py_ssize_t i, n = candidate_items.shape[0]
+    cdef int block
+    if block_candidates.shape[0] != n_blocks or block_candidates.shape[1] != 2:
+        raise ValueError(f"block_candidates must have shape ({n_blocks}, 2)")
+    for block in range(n_blocks):
+        if not 0 <= block_candidates[block, 0] < block_candidates[block, 1] <= n:
+            raise ValueError(f"block {block} has no valid range of candidates")
+    for i in range(n):
+        if not 0 <= candidate_items[i] < n_items:
+            raise ValueError(f"candidate_items must be item ids below {n_items}")
+
+
 def run_epoch(int loss,
               const int[::1] example_users,
               const int[::1] example_items,
@@ -1144,7 +1506,8 @@ def run_epoch(int loss,
               int max_sampled, int k, int n,
               int debias, float debias_weight,
               unsigned long long seed, int num_threads,
-              const int[::1] script=None, const int64_t[::1] block_bounds=None):
+              const int[::1] script=None, const int64_t[::1] block_bounds=None,
+              const int[::1] candidate_items=None, const int64_t[:, ::1] block_candidates=None, int rounds=1):
     """Run one epoch of Hogwild SGD, updating the parameter arrays in place.
 
     Parameters
@@ -1186,7 +1549,8 @@ def run_epoch(int loss,
     """
     cdef Model model
     cdef Py_ssize_t n_visits = example_users.shape[0]
-    cdef int thread, block, n_blocks
+    cdef int thread, block, n_blocks, round_, per_round
+    cdef const int* candidate_pointer = NULL
     cdef int[1] allocation_failed
     cdef int[1] nonfinite_seen
     cdef Workspace* work
@@ -1208,6 +1572,17 @@ def run_epoch(int loss,
     n_blocks = block_bounds.shape[0] - 1
     if n_blocks < 1 or check_bounds(&block_bounds[0], n_blocks, n_visits):
         raise ValueError("block_bounds must rise from 0 to the number of examples")
+    if rounds < 1 or n_blocks % rounds:
+        raise ValueError(f"rounds must be >= 1 and divide the {n_blocks} blocks, got {rounds}")
+    per_round = n_blocks // rounds
+    if (candidate_items is None) != (block_candidates is None):
+        raise ValueError("candidate_items and block_candidates go together")
+    if candidate_items is not None:
+        check_candidates(candidate_items, block_candidates, n_blocks, n_items)
+        if loss == C_WARP_KOS or debias == DEBIAS_POS2NEG2:
+            raise ValueError("candidate blocks need the logistic, BPR or WARP loss, without pos2neg2 debiasing")
+        if candidate_items.shape[0] > 0:
+            candidate_pointer = &candidate_items[0]
     if n_visits > 0:
         if example_labels is not None:
             labels = &example_labels[0]
@@ -1290,16 +1665,25 @@ def run_epoch(int loss,
             work.sampled_reprs = work.user_buffer + 10 * no_components
             sampler_init(&work.sampler)
             work.nonfinite_scores = 0
+            work.candidates = NULL
+            work.n_candidates = 0
             if thread == 0:
                 work.sampler.script = script_pointer
                 work.sampler.script_length = script_length
 
-        # a block per thread: fit gives each its own users (see shuffled_examples)
-        for block in prange(n_blocks, schedule="static", chunksize=1):
-            if work == NULL:
-                continue
-            run_block(&model, work, loss, example_users, example_items, labels, weights,
-                      block_bounds[block], block_bounds[block + 1], n_visits, seed)
+        # a block per thread and round: fit gives each thread its own users (see
+        # shuffled_examples); no round starts before every thread is done with the last
+        for round_ in range(rounds):
+            for block in prange(round_ * per_round, (round_ + 1) * per_round, schedule="static", chunksize=1):
+                if work == NULL:
+                    continue
+                if candidate_pointer != NULL:
+                    work.candidates = candidate_pointer + block_candidates[block, 0]
+                    work.n_candidates = <int>(block_candidates[block, 1] - block_candidates[block, 0])
+                run_block(&model, work, loss, example_users, example_items, labels, weights,
+                          block_bounds[block], block_bounds[block + 1], n_visits, seed)
+            if rounds > 1:
+                fastrank_team_barrier()
 
         if work != NULL:
             if work.nonfinite_scores:

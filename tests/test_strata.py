@@ -1,0 +1,314 @@
+"""Stratified multi-thread training (_sgd.stratified_examples and run_epoch's candidate blocks).
+
+With several threads on a model small enough to stay in cache, fit cuts the items into one group
+per thread and trains in rounds in which no two threads touch the same user or item row.
+"""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from fastrank import FastRank, _sgd
+
+from test_estimator import random_interactions
+
+
+def layout(n_users=300, n_items=200, n_examples=5000, n_threads=2, chunk_items=4, part_examples=2048,
+           seed=0, skew=1.2, with_values=True):
+    """Examples as shuffled_examples gives them (n_threads blocks of users), and their layout."""
+    rng = np.random.default_rng(seed)
+    popularity = 1.0 / np.arange(1, n_items + 1) ** skew
+    items = rng.choice(n_items, n_examples, p=popularity / popularity.sum()).astype(np.int32)
+    users = np.sort(rng.integers(0, n_users, n_examples)).astype(np.int32)
+    bounds = np.searchsorted(users, np.linspace(0, n_users, n_threads + 1).astype(np.int64)).astype(np.int64)
+    bounds[-1] = n_examples
+    order = np.concatenate([rng.permutation(np.arange(bounds[t], bounds[t + 1])) for t in range(n_threads)])
+    users, items = users[order], items[order]
+    labels = rng.standard_normal(n_examples).astype(np.float32) if with_values else None
+    weights = rng.random(n_examples).astype(np.float32) if with_values else None
+    examples = (users, items, labels, weights, bounds)
+    return examples, _sgd.stratified_examples(seed, users, items, labels, weights, bounds, n_items, chunk_items,
+                                              part_examples)
+
+
+@pytest.mark.parametrize("n_threads", [2, 3, 5])
+def test_layout_is_a_permutation_into_disjoint_cells(n_threads):
+    (users, items, labels, weights, bounds), out = layout(n_threads=n_threads, part_examples=300)
+    out_users, out_items, out_labels, out_weights, block_bounds, candidates, block_candidates, rounds = out
+    # the same examples, each with its own label and weight
+    before = sorted(zip(users.tolist(), items.tolist(), labels.tolist(), weights.tolist()))
+    after = sorted(zip(out_users.tolist(), out_items.tolist(), out_labels.tolist(), out_weights.tolist()))
+    assert before == after
+    n_blocks = block_bounds.shape[0] - 1
+    assert rounds * n_threads == n_blocks and block_bounds[0] == 0 and block_bounds[-1] == users.shape[0]
+    assert np.all(np.diff(block_bounds) >= 0)
+    np.testing.assert_array_equal(np.sort(candidates), np.arange(200))
+    owner = {}  # user -> input block
+    for thread in range(n_threads):
+        for user in users[bounds[thread]:bounds[thread + 1]]:
+            owner.setdefault(int(user), set()).add(thread)
+    for round_ in range(rounds):
+        groups_in_round = []
+        for thread in range(n_threads):
+            block = round_ * n_threads + thread
+            start, stop = block_candidates[block]
+            group = set(candidates[start:stop].tolist())
+            groups_in_round.append(group)
+            block_items = out_items[block_bounds[block]:block_bounds[block + 1]]
+            block_users = out_users[block_bounds[block]:block_bounds[block + 1]]
+            # every example's item is among the block's candidates, and its user is the thread's
+            assert set(block_items.tolist()) <= group
+            assert all(thread in owner[int(user)] for user in block_users)
+        # the threads of a round have disjoint groups that together hold every item
+        assert sum(len(group) for group in groups_in_round) == 200
+        assert set().union(*groups_in_round) == set(range(200))
+
+
+def test_layout_keeps_the_shuffled_order_within_a_cell_and_splits_it_in_equal_parts():
+    (users, items, _, _, bounds), out = layout(with_values=False, part_examples=400)
+    out_users, out_items, out_labels, out_weights, block_bounds, candidates, block_candidates, rounds = out
+    assert out_labels is None and out_weights is None
+    n_threads = 2
+    n_parts = rounds // n_threads
+    assert n_parts > 1
+    group_of = np.empty(200, dtype=np.int64)
+    for block in range(n_threads):
+        start, stop = block_candidates[block]
+        group_of[candidates[start:stop]] = (block % n_threads + block // n_threads) % n_threads
+    for thread in range(n_threads):
+        for round_ in range(n_threads):
+            group = (thread + round_) % n_threads
+            cell = [b for b in range(block_bounds.shape[0] - 1) if b % n_threads == thread
+                    and (b // n_threads) % n_threads == round_]
+            sizes = [block_bounds[b + 1] - block_bounds[b] for b in cell]
+            assert max(sizes) - min(sizes) <= 1
+            laid_out = np.concatenate([out_items[block_bounds[b]:block_bounds[b + 1]] for b in cell])
+            in_order = items[bounds[thread]:bounds[thread + 1]]
+            np.testing.assert_array_equal(laid_out, in_order[group_of[in_order] == group])
+
+
+def test_groups_are_runs_of_consecutive_items_balanced_by_examples():
+    chunk = 8
+    (_, items, _, _, _), out = layout(n_items=400, n_examples=40000, chunk_items=chunk, skew=1.0, seed=3)
+    _, _, _, _, block_bounds, candidates, block_candidates, rounds = out
+    group_of = np.empty(400, dtype=np.int64)
+    for block in range(2):
+        start, stop = block_candidates[block]
+        group_of[candidates[start:stop]] = block
+    # whole runs of chunk_items consecutive ids in one group
+    assert np.all(group_of.reshape(-1, chunk) == group_of[::chunk, None])
+    loads = np.bincount(group_of[items], minlength=2)
+    assert loads.min() > 0.9 * loads.max()
+    # each round's two threads have about the same number of examples
+    sizes = np.diff(block_bounds).reshape(rounds, 2)
+    round_sizes = sizes.sum(axis=0)
+    assert round_sizes.min() > 0.85 * round_sizes.max()
+
+
+def test_groups_change_with_the_seed():
+    groupings = set()
+    (users, items, labels, weights, bounds), _ = layout(seed=0)
+    for seed in range(6):
+        _, _, _, _, _, candidates, block_candidates, _ = _sgd.stratified_examples(
+            seed, users, items, labels, weights, bounds, 200, 4)
+        start, stop = block_candidates[0]
+        groupings.add(frozenset(candidates[start:stop].tolist()))
+    assert len(groupings) > 1
+
+
+def test_layout_rejects_bad_input():
+    (users, items, labels, weights, bounds), _ = layout()
+    with pytest.raises(ValueError, match="at least 2 blocks"):
+        _sgd.stratified_examples(0, users, items, labels, weights, np.array([0, len(users)], dtype=np.int64), 200, 4)
+    with pytest.raises(ValueError, match="chunk_items"):
+        _sgd.stratified_examples(0, users, items, labels, weights, bounds, 200, 0)
+    with pytest.raises(ValueError, match="part_examples"):
+        _sgd.stratified_examples(0, users, items, labels, weights, bounds, 200, 4, 0)
+    with pytest.raises(ValueError, match="fewer groups"):
+        _sgd.stratified_examples(0, users, items, labels, weights, bounds, 200, 200)
+    with pytest.raises(ValueError, match="item ids"):
+        _sgd.stratified_examples(0, users, items, labels, weights, bounds, 100, 4)
+    with pytest.raises(ValueError, match="same length"):
+        _sgd.stratified_examples(0, users, items[:-1], labels, weights, bounds, 200, 4)
+    with pytest.raises(ValueError, match="bounds"):
+        _sgd.stratified_examples(0, users, items, labels, weights, np.array([0, 10, 5], dtype=np.int64), 200, 4)
+
+
+def test_empty_layout():
+    empty = np.zeros(0, dtype=np.int32)
+    out = _sgd.stratified_examples(0, empty, empty, None, None, np.zeros(3, dtype=np.int64), 40, 4)
+    assert out[0].shape == (0,) and out[4][-1] == 0 and out[7] >= 2
+    np.testing.assert_array_equal(np.sort(out[5]), np.arange(40))
+    # no group is left without items, even with no examples to balance
+    assert np.all(out[6][:, 1] > out[6][:, 0])
+
+
+def strata_model(loss="warp", no_components=64, **params):
+    return FastRank(no_components=no_components, loss=loss, learning_rate=0.05, random_state=0, **params)
+
+
+def strata_interactions(negatives=False):
+    return random_interactions(n_users=120, n_items=160, density=0.1, negatives=negatives)
+
+
+def captured_epochs(monkeypatch):
+    calls = []
+    real_epoch = _sgd.run_epoch
+
+    def capture(**kwargs):
+        calls.append(kwargs)
+        return real_epoch(**kwargs)
+
+    monkeypatch.setattr(_sgd, "run_epoch", capture)
+    return calls
+
+
+@pytest.mark.parametrize("loss", ["warp", "bpr", "logistic"])
+def test_fit_trains_in_strata_on_several_threads(monkeypatch, loss):
+    calls = captured_epochs(monkeypatch)
+    interactions = strata_interactions(negatives=loss == "logistic")
+    strata_model(loss).fit(interactions, epochs=2, num_threads=2)
+    assert len(calls) == 2 and all(call["candidate_items"] is not None for call in calls)
+    assert all(call["rounds"] >= 2 for call in calls)
+    calls.clear()
+    strata_model(loss).fit(interactions, epochs=1, num_threads=1)
+    assert "candidate_items" not in calls[0]
+
+
+@pytest.mark.parametrize("case", ["warp-kos", "pos2neg2", "item features", "large model", "few items"])
+def test_fit_keeps_hogwild_where_strata_do_not_apply(monkeypatch, case):
+    calls = captured_epochs(monkeypatch)
+    interactions = strata_interactions()
+    kwargs = {}
+    model = strata_model()
+    if case == "warp-kos":
+        model = strata_model("warp-kos")
+    elif case == "pos2neg2":
+        model = strata_model("bpr", debias="pos2neg2")
+    elif case == "item features":
+        kwargs["item_features"] = sp.random(160, 30, density=0.2, format="csr", random_state=0, dtype=np.float32)
+    elif case == "large model":
+        monkeypatch.setattr(_sgd, "small_enough_for_strata", lambda *arrays: False)
+    elif case == "few items":
+        model = strata_model(no_components=4)  # 256 items per run: fewer runs than 2 per thread
+    model.fit(interactions, epochs=1, num_threads=2, **kwargs)
+    assert "candidate_items" not in calls[0]
+
+
+def test_strata_threshold_hook():
+    previous = _sgd.set_strata_threshold(0)
+    try:
+        arrays = (np.zeros((10, 4), dtype=np.float32), None, None, None, None, None)
+        assert not _sgd.small_enough_for_strata(arrays, arrays)
+        _sgd.set_strata_threshold(-1)
+        assert _sgd.small_enough_for_strata(arrays, arrays)
+        assert _sgd.set_strata_threshold(5) == _sgd.DEFAULT_STRATA_UP_TO_BYTES
+        assert not _sgd.small_enough_for_strata(arrays, arrays)
+    finally:
+        _sgd.set_strata_threshold(previous)
+
+
+@pytest.mark.parametrize("loss", ["warp", "bpr", "logistic"])
+def test_strata_are_reproducible_on_several_threads(loss):
+    """No row is written by two threads at once, so a seed gives one result whatever the timing."""
+    interactions = strata_interactions(negatives=loss == "logistic")
+    first = strata_model(loss).fit(interactions, epochs=3, num_threads=2)
+    second = strata_model(loss).fit(interactions, epochs=3, num_threads=2)
+    np.testing.assert_array_equal(first.item_embeddings, second.item_embeddings)
+    np.testing.assert_array_equal(first.user_embeddings, second.user_embeddings)
+    np.testing.assert_array_equal(first.item_biases, second.item_biases)
+
+
+def test_negatives_come_from_the_blocks_candidates():
+    """BPR through run_epoch with every block drawing from one group: item rows outside that group
+    move only as positives."""
+    interactions = strata_interactions().tocsr()
+    model = strata_model("bpr", no_components=8).fit(interactions, epochs=0)
+    calls = []
+    real_epoch = _sgd.run_epoch
+
+    def capture(**kwargs):
+        calls.append(kwargs)
+        return False
+
+    _sgd.run_epoch = capture
+    try:
+        model.fit_partial(interactions, epochs=1, num_threads=1)
+    finally:
+        _sgd.run_epoch = real_epoch
+    arguments = calls[0]
+    users, items = arguments["example_users"], arguments["example_items"]
+    group = np.arange(0, 160, 2, dtype=np.int32)
+    # only the examples whose positive is in the group, so nothing outside it may move
+    keep = np.isin(items, group)
+    arguments.update(example_users=np.ascontiguousarray(users[keep]), example_items=np.ascontiguousarray(items[keep]),
+                     example_labels=None, example_weights=None,
+                     block_bounds=np.array([0, keep.sum() // 2, keep.sum()], dtype=np.int64),
+                     candidate_items=group, block_candidates=np.array([[0, 80], [0, 80]], dtype=np.int64), rounds=2)
+    before = model.item_embeddings.copy()
+    real_epoch(**arguments)
+    moved = np.flatnonzero(np.any(model.item_embeddings != before, axis=1))
+    assert moved.size > 10 and set(moved.tolist()) <= set(group.tolist())
+
+
+def test_run_epoch_rejects_bad_candidate_blocks(monkeypatch):
+    calls = captured_epochs(monkeypatch)
+    interactions = strata_interactions()
+    model = strata_model("bpr", no_components=8).fit(interactions, epochs=1)
+    monkeypatch.undo()
+    arguments = dict(calls[0])
+    n = arguments["example_users"].shape[0]
+    arguments["block_bounds"] = np.array([0, n // 2, n], dtype=np.int64)
+    good = dict(candidate_items=np.arange(160, dtype=np.int32),
+                block_candidates=np.array([[0, 80], [80, 160]], dtype=np.int64), rounds=1)
+    _sgd.run_epoch(**arguments, **good)  # accepted
+    bad_cases = [
+        (dict(good, rounds=3), "rounds"),
+        (dict(good, rounds=0), "rounds"),
+        (dict(good, block_candidates=np.array([[0, 80]], dtype=np.int64)), "shape"),
+        (dict(good, block_candidates=np.array([[0, 0], [80, 160]], dtype=np.int64)), "no valid range"),
+        (dict(good, block_candidates=np.array([[0, 80], [80, 161]], dtype=np.int64)), "no valid range"),
+        (dict(good, candidate_items=np.full(160, 160, dtype=np.int32)), "item ids"),
+        (dict(good, candidate_items=None), "go together"),
+    ]
+    for bad, message in bad_cases:
+        with pytest.raises(ValueError, match=message):
+            _sgd.run_epoch(**arguments, **bad)
+    for changed in ({"loss": _sgd.WARP_KOS}, {"debias": _sgd.DEBIAS["pos2neg2"]}):
+        with pytest.raises(ValueError, match="candidate blocks"):
+            _sgd.run_epoch(**{**arguments, **changed}, **good)
+    del model
+
+
+def test_strata_accuracy_matches_one_thread(movielens_split):
+    """MovieLens 100K, 2 threads in strata against 1 thread: the same precision and AUC (the
+    default thresholds of test_accuracy hold for both; here they must also agree closely)."""
+    from test_accuracy import precision_and_auc
+
+    train, test = movielens_split
+    results = {}
+    for num_threads in (1, 2):
+        model = FastRank(no_components=64, learning_rate=0.05, loss="warp", random_state=0)
+        model.fit(train, epochs=6, num_threads=num_threads)
+        results[num_threads] = precision_and_auc(model, train, test, num_threads)
+    (p1, auc1), (p2, auc2) = results[1], results[2]
+    assert abs(p2 - p1) < 0.01 and abs(auc2 - auc1) < 0.005
+
+
+def test_whole_user_cuts():
+    """shuffled_examples(whole_users=True) moves each cut to a user's first example: no user is in
+    two blocks, and the blocks differ from equal ones by less than one user's examples."""
+    interactions = random_interactions(n_users=97, n_items=50, density=0.3, seed=4).tocsr()
+    starts = interactions.indptr.astype(np.int64)
+    items = interactions.indices.astype(np.int32)
+    order = np.random.default_rng(0).permutation(97).astype(np.int32)
+    n = items.shape[0]
+    for n_blocks in (2, 3, 7):
+        users, shuffled_items, _, _, bounds = _sgd.shuffled_examples(5, starts, items, user_order=order,
+                                                                     n_blocks=n_blocks, whole_users=True)
+        blocks = [set(users[bounds[b]:bounds[b + 1]].tolist()) for b in range(n_blocks)]
+        assert sum(len(block) for block in blocks) == len(set().union(*blocks))
+        most = np.diff(starts).max()
+        assert np.all(np.abs(bounds - _sgd.equal_block_bounds(n, n_blocks)) < most)
+        assert sorted(zip(users.tolist(), shuffled_items.tolist())) == sorted(
+            zip(np.repeat(np.arange(97), np.diff(starts)).tolist(), items.tolist()))
