@@ -1,5 +1,6 @@
 # cython: language_level=3
-"""Training kernels: one Hogwild-parallel SGD epoch for each loss.
+"""Training kernels: one Hogwild-parallel (or stratified, see ``stratified_examples``) SGD epoch
+for each loss.
 
 Kernels only. Every argument is validated and converted by ``fastrank._estimator`` before it
 gets here; this module unpacks arrays into C pointers under the GIL and then runs one ``nogil``
@@ -1540,6 +1541,16 @@ def run_epoch(int loss,
         Blocks of examples (as :func:`shuffled_examples` returns them), each visited by one
         thread; block ``b`` goes to thread ``b % num_threads``. None: ``num_threads`` equal,
         contiguous blocks.
+    candidate_items : int32 array of shape (n_candidates,), optional
+        Stratified training (:func:`stratified_examples`): item ids that negatives are drawn
+        from, block by block; None: every block draws from all ``n_items`` items.
+    block_candidates : int64 array of shape (n_blocks, 2), optional
+        With ``candidate_items``: block ``b`` draws its negatives uniformly from
+        ``candidate_items[block_candidates[b, 0]:block_candidates[b, 1]]`` (a non-empty range).
+        Not for WARP-kOS or pos2neg2 debiasing, which draw among the user's positives too.
+    rounds : int, default 1
+        The blocks run in this many rounds of ``n_blocks // rounds`` consecutive blocks, with
+        every thread waiting at the end of each round for the others (it must divide n_blocks).
 
     Returns
     -------
