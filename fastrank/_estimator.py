@@ -590,7 +590,8 @@ class FastRank:
         # there is one thread, and one block keeps the single-thread order.
         n_blocks = num_threads if _sgd.openmp_enabled() else 1
         user_order = _thread_user_order(n_users, self._rng) if n_blocks > 1 else None
-        stratified = n_blocks > 1 and self._trains_in_strata(kernel_arguments, n_items, n_blocks)
+        stratified = n_blocks > 1 and self._trains_in_strata(kernel_arguments, n_items, n_blocks,
+                                                             examples["items"].shape[0])
         strata = {}
         for _ in _epoch_range(epochs, verbose):
             shuffle_seed = int(self._rng.integers(0, 2**63))
@@ -601,10 +602,16 @@ class FastRank:
                 user_order=user_order, n_blocks=n_blocks, whole_users=stratified,
             )
             if stratified:
-                users, items, labels, weights, block_bounds, candidates, block_candidates, rounds = (
+                users, items, labels, weights, block_bounds, candidates, block_candidates, rounds, groups = (
                     _sgd.stratified_examples(shuffle_seed, users, items, labels, weights, block_bounds, n_items,
                                              _sgd.stratum_chunk_items(self.no_components)))
                 strata = dict(candidate_items=candidates, block_candidates=block_candidates, rounds=rounds)
+                if self.loss == "warp-kos":
+                    # k-OS samples its positives among the user's positives in the block's group
+                    starts, grouped = _sgd.grouped_positives(
+                        examples["positive_indptr"], examples["positive_indices"], candidates, block_candidates,
+                        groups)
+                    strata.update(block_groups=groups, group_positive_starts=starts, group_positive_indices=grouped)
             scores_overflowed = _sgd.run_epoch(
                 example_users=users,
                 example_items=items,
@@ -620,16 +627,18 @@ class FastRank:
             self._check_finite(num_threads, scores_overflowed)
         return self
 
-    def _trains_in_strata(self, kernel_arguments, n_items, n_threads):
+    def _trains_in_strata(self, kernel_arguments, n_items, n_threads, n_examples):
         """Whether fit_partial trains in strata (``_sgd.stratified_examples``): several threads
         on a model that stays in cache, whose item rows would otherwise be shared between
         cores. Needs the identity item side (a shared tag feature would be written by every
-        group), a loss that draws its negatives uniformly (WARP-kOS draws among the user's
-        positives, pos2neg2 a second positive), and at least two runs of items per thread."""
+        group), no pos2neg2 debiasing (which draws a second positive among all the user's),
+        at least two runs of items per thread, and a part's worth of examples
+        (``_sgd.STRATUM_PART_EXAMPLES``) per (thread, group) cell on average: with smaller
+        cells the rounds are too short and uneven for the barriers between them to pay."""
         chunks = -(-n_items // _sgd.stratum_chunk_items(self.no_components))
         return (
             kernel_arguments["item_features"] is None
-            and self.loss != "warp-kos"
+            and n_examples >= _sgd.STRATUM_PART_EXAMPLES * n_threads * n_threads
             and self.debias != "pos2neg2"
             and chunks >= 2 * n_threads
             and _sgd.small_enough_for_strata(kernel_arguments["user_parameters"], kernel_arguments["item_parameters"])

@@ -523,6 +523,9 @@ STRATUM_CHUNK_BYTES = 4096
 # p@10 0.202 against 0.206 on one thread, 4 seeds); with parts of this size it was 0.205, and the
 # extra barriers cost under 10% of the epoch.
 STRATUM_PART_EXAMPLES = 2048
+# The layout's second balancing pass runs for at most this many threads (its cost grows as the
+# cube of the thread count: 2.4 ms for 16 threads on MovieLens 100K).
+cdef int MAX_THREADS_REBALANCED = 4
 
 
 def stratum_chunk_items(int no_components):
@@ -612,6 +615,26 @@ cdef int scatter_block(const StratumArrays* arrays, int thread, Py_ssize_t start
     return 0
 
 
+cdef int64_t epoch_length(const int64_t[:, ::1] cell_load, int n_threads) noexcept:
+    """Examples of the fullest cell of each round, summed over rounds (cell_load[thread, group])."""
+    cdef int64_t total = 0, most
+    cdef int round_, thread
+    for round_ in range(n_threads):
+        most = 0
+        for thread in range(n_threads):
+            most = max(most, cell_load[thread, (thread + round_) % n_threads])
+        total += most
+    return total
+
+
+cdef void move_chunk(int64_t[:, ::1] cell_load, const int64_t[:, ::1] chunk_load, int chunk, int source,
+                     int target, int n_threads) noexcept:
+    cdef int thread
+    for thread in range(n_threads):
+        cell_load[thread, source] -= chunk_load[chunk, thread]
+        cell_load[thread, target] += chunk_load[chunk, thread]
+
+
 def stratified_examples(unsigned long long seed, const int[::1] users, const int[::1] items,
                         const float[::1] labels, const float[::1] weights, const int64_t[::1] bounds,
                         int n_items, int chunk_items, Py_ssize_t part_examples=STRATUM_PART_EXAMPLES):
@@ -654,6 +677,8 @@ def stratified_examples(unsigned long long seed, const int[::1] users, const int
     rounds : int
         ``n_parts * n_threads``: :func:`run_epoch` runs the blocks in this many rounds of
         ``n_threads``, with a barrier after each.
+    block_groups : int32 array of shape (n_blocks,)
+        The group of each block's candidates (for :func:`grouped_positives` and WARP-kOS).
 
     The groups are balanced by number of examples, greedily, visiting the chunks in a random
     order, so that the threads of a round have about the same work and no pair of items is
@@ -683,12 +708,15 @@ def stratified_examples(unsigned long long seed, const int[::1] users, const int
 
     # item_load[thread, item]: the thread's examples of that item (one pass, threads in parallel)
     cdef int64_t[:, ::1] item_load = np.zeros((n_threads, n_items), dtype=np.int64)
-    cdef int64_t[::1] chunk_load = np.zeros(n_chunks, dtype=np.int64)
-    cdef int64_t[::1] group_load = np.zeros(n_threads, dtype=np.int64)
+    cdef int64_t[:, ::1] chunk_load = np.zeros((n_chunks, n_threads), dtype=np.int64)
+    cdef int64_t[:, ::1] cell_load = np.zeros((n_threads, n_threads), dtype=np.int64)  # [thread, group]
+    cdef int64_t[::1] round_most = np.zeros(n_threads, dtype=np.int64)
     cdef int64_t[::1] group_chunks = np.zeros(n_threads, dtype=np.int64)
     cdef int[::1] chunk_order = np.empty(n_chunks, dtype=np.int32)
     cdef int[::1] chunk_group = np.empty(n_chunks, dtype=np.int32)
     cdef int[::1] item_group = np.empty(n_items, dtype=np.int32)
+    cdef int64_t growth, best_growth, load
+    cdef int sweep, candidate
     cdef int failed = 0
     cdef StratumArrays arrays
     arrays.items = &items[0] if n > 0 else NULL
@@ -697,22 +725,62 @@ def stratified_examples(unsigned long long seed, const int[::1] users, const int
             count_items(arrays.items, bounds[thread], bounds[thread + 1], &item_load[thread, 0])
     for thread in range(n_threads):
         for i in range(n_items):
-            chunk_load[i // chunk_items] += item_load[thread, i]
+            chunk_load[i // chunk_items, thread] += item_load[thread, i]
     fisher_yates(seed ^ <uint64_t>0xA0761D6478BD642FULL, &chunk_order[0], n_chunks)
-    # the first n_threads chunks seed one group each, so that no group is empty; then each chunk
-    # goes to the group with the fewest examples (ties: the fewest chunks, as for unseen items)
+    # The chunks, in a random order, each go to the group whose choice lengthens the epoch least:
+    # thread t trains group g in round (g - t) % n_threads, and a round lasts as long as its
+    # fullest cell, so the growth is the sum over threads of how far the cell passes its round's
+    # fullest (ties: the group with the fewest chunks, which also spreads unseen items). The
+    # first n_threads chunks seed one group each, so that no group is empty.
     for j in range(n_chunks):
         chunk = chunk_order[j]
         lightest = <int>j
         if j >= n_threads:
-            lightest = 0
-            for group in range(1, n_threads):
-                if group_load[group] < group_load[lightest] or (
-                        group_load[group] == group_load[lightest] and group_chunks[group] < group_chunks[lightest]):
+            best_growth = -1
+            for group in range(n_threads):
+                growth = 0
+                for thread in range(n_threads):
+                    round_ = (group - thread + n_threads) % n_threads
+                    load = cell_load[thread, group] + chunk_load[chunk, thread]
+                    if load > round_most[round_]:
+                        growth += load - round_most[round_]
+                if best_growth < 0 or growth < best_growth or (
+                        growth == best_growth and group_chunks[group] < group_chunks[lightest]):
+                    best_growth = growth
                     lightest = group
         chunk_group[chunk] = lightest
-        group_load[lightest] += chunk_load[chunk]
         group_chunks[lightest] += 1
+        for thread in range(n_threads):
+            round_ = (lightest - thread + n_threads) % n_threads
+            cell_load[thread, lightest] += chunk_load[chunk, thread]
+            round_most[round_] = max(round_most[round_], cell_load[thread, lightest])
+    # A heavy chunk drawn late can leave rounds uneven that earlier choices would have evened out:
+    # then move chunks, in the same random order, wherever that shortens the epoch (up to two
+    # sweeps; each try costs n_threads**2, so only for a few threads).
+    for sweep in range(2 if n_threads <= MAX_THREADS_REBALANCED else 0):
+        if epoch_length(cell_load, n_threads) * n_threads * 100 <= n * 101:
+            break  # within 1% of even rounds
+        for j in range(n_chunks):
+            chunk = chunk_order[j]
+            group = chunk_group[chunk]
+            if group_chunks[group] == 1:
+                continue  # no group is emptied
+            best_growth = epoch_length(cell_load, n_threads)
+            lightest = group
+            for candidate in range(n_threads):
+                if candidate == group:
+                    continue
+                move_chunk(cell_load, chunk_load, chunk, group, candidate, n_threads)
+                growth = epoch_length(cell_load, n_threads)
+                move_chunk(cell_load, chunk_load, chunk, candidate, group, n_threads)
+                if growth < best_growth:
+                    best_growth = growth
+                    lightest = candidate
+            if lightest != group:
+                move_chunk(cell_load, chunk_load, chunk, group, lightest, n_threads)
+                chunk_group[chunk] = lightest
+                group_chunks[group] -= 1
+                group_chunks[lightest] += 1
     for i in range(n_items):
         item_group[i] = chunk_group[i // chunk_items]
 
@@ -780,15 +848,96 @@ def stratified_examples(unsigned long long seed, const int[::1] users, const int
         candidates[group_start[group] + filled[group]] = <int>i
         filled[group] += 1
     block_candidates = np.empty((n_blocks, 2), dtype=np.int64)
+    block_groups = np.empty(n_blocks, dtype=np.int32)
     cdef int64_t[:, ::1] ranges = block_candidates
+    cdef int[::1] groups_of_blocks = block_groups
     for block in range(n_blocks):
         thread = block % n_threads
         round_ = (block // n_threads) % n_threads
         group = (thread + round_) % n_threads
+        groups_of_blocks[block] = group
         ranges[block, 0] = group_start[group]
         ranges[block, 1] = group_start[group + 1]
     return (out_users, out_items, out_labels, out_weights, block_bounds, candidate_items, block_candidates,
-            n_parts * n_threads)
+            n_parts * n_threads, block_groups)
+
+
+cdef void group_user_positives(const int* indptr, const int* positives, const int* item_group, int n_groups,
+                               int user, int* fill, int* starts, int* grouped) noexcept nogil:
+    """One user's part of :func:`grouped_positives` (``fill``: n_groups ints of scratch)."""
+    cdef Py_ssize_t at = <Py_ssize_t>user * (n_groups + 1), i
+    cdef int group
+    for group in range(n_groups):
+        fill[group] = 0
+    for i in range(indptr[user], indptr[user + 1]):
+        fill[item_group[positives[i]]] += 1
+    starts[at] = indptr[user]
+    for group in range(n_groups):
+        starts[at + group + 1] = starts[at + group] + fill[group]
+        fill[group] = starts[at + group]
+    for i in range(indptr[user], indptr[user + 1]):
+        group = item_group[positives[i]]
+        grouped[fill[group]] = positives[i]
+        fill[group] += 1
+
+
+def grouped_positives(const int[::1] positive_indptr, const int[::1] positive_indices,
+                      const int[::1] candidate_items, const int64_t[:, ::1] block_candidates,
+                      const int[::1] block_groups):
+    """Each user's positives, group by group, for stratified WARP-kOS (:func:`run_epoch`).
+
+    Parameters
+    ----------
+    positive_indptr, positive_indices : int32 arrays of shapes (n_users + 1,) and (n_positives,)
+        CSR of the positive interactions.
+    candidate_items, block_candidates, block_groups
+        The groups, as :func:`stratified_examples` returns them: block ``b``'s group
+        ``block_groups[b]`` holds ``candidate_items[block_candidates[b, 0]:block_candidates[b, 1]]``.
+
+    Returns
+    -------
+    starts : int32 array of shape (n_users * (n_groups + 1),)
+        User ``u``'s positives in group ``g`` are
+        ``indices[starts[u * (n_groups + 1) + g]:starts[u * (n_groups + 1) + g + 1]]``.
+    indices : int32 array of shape (n_positives,)
+        The positives, user by user and, within a user, group by group (in CSR order within
+        a group).
+    """
+    cdef Py_ssize_t n_users = positive_indptr.shape[0] - 1, n_positives = positive_indices.shape[0]
+    cdef Py_ssize_t n_items = candidate_items.shape[0], i
+    cdef int n_groups = 0, user, block
+    for block in range(block_groups.shape[0]):
+        n_groups = max(n_groups, block_groups[block] + 1)
+    item_group_array = np.full(n_items, -1, dtype=np.int32)
+    cdef int[::1] item_group = item_group_array
+    for block in range(block_groups.shape[0]):
+        for i in range(block_candidates[block, 0], block_candidates[block, 1]):
+            item_group[candidate_items[i]] = block_groups[block]
+    if n_groups < 1 or (item_group_array < 0).any():
+        raise ValueError("every item must belong to one group")
+    starts_array = np.zeros(n_users * (n_groups + 1), dtype=np.int32)
+    indices_array = np.empty(n_positives, dtype=np.int32)
+    cdef int[::1] starts = starts_array
+    cdef int[::1] indices = indices_array
+    cdef int* fill
+    cdef int[1] failed
+    failed[0] = 0
+    if n_users == 0:
+        return starts_array, indices_array
+    # users in parallel (each writes its own slices); a counting sort of each user's row by group
+    with nogil, parallel(num_threads=n_groups):
+        fill = <int*>malloc(n_groups * sizeof(int))
+        if fill == NULL:
+            failed[0] = 1
+        for user in prange(n_users, schedule="static"):
+            if fill != NULL:
+                group_user_positives(&positive_indptr[0], &positive_indices[0] if n_positives > 0 else NULL,
+                                     &item_group[0], n_groups, user, fill, &starts[0],
+                                     &indices[0] if n_positives > 0 else NULL)
+        free(fill)
+    if failed[0]:
+        raise MemoryError("fastrank could not allocate the grouping of the positives")
+    return starts_array, indices_array
 
 
 cdef struct Model:
@@ -809,6 +958,9 @@ cdef struct Model:
     float debias_weight
     const int* positive_indptr     # CSR of the positive (value > 0) interactions, sorted columns
     const int* positive_indices
+    const int* group_positive_starts   # stratified k-OS: user u's positives in group g are
+    const int* group_positive_indices  # indices[starts[u * (n_groups + 1) + g]:...[+ g + 1]]
+    int n_groups
 
 
 cdef struct Workspace:
@@ -832,6 +984,7 @@ cdef struct Workspace:
     int nonfinite_scores              # an example's score overflowed: its step was skipped
     const int* candidates             # the items negatives are drawn from (NULL: all items)
     int n_candidates
+    int group                         # stratified training: the group of those items
 
 
 cdef inline float sigmoid(float x) noexcept nogil:
@@ -1157,9 +1310,22 @@ cdef inline int first_position(const int* ids, int count, int value) noexcept no
     return count
 
 
+cdef inline const int* kos_positives(const Model* model, const Workspace* work, int user, int* count) noexcept nogil:
+    """The positives k-OS samples from, ``count[0]`` of them: the user's, or in stratified
+    training its positives in the block's group."""
+    cdef Py_ssize_t at
+    if model.group_positive_starts != NULL:
+        at = <Py_ssize_t>user * (model.n_groups + 1) + work.group
+        count[0] = model.group_positive_starts[at + 1] - model.group_positive_starts[at]
+        return model.group_positive_indices + model.group_positive_starts[at]
+    count[0] = model.positive_indptr[user + 1] - model.positive_indptr[user]
+    return model.positive_indices + model.positive_indptr[user]
+
+
 cdef inline void warp_kos_step(Model* model, Workspace* work, int user) noexcept nogil:
     """k-OS WARP: the k-th best of up to n sampled positives is the positive of a WARP step."""
-    cdef int start = model.positive_indptr[user], count = model.positive_indptr[user + 1] - start
+    cdef int count
+    cdef const int* positives = kos_positives(model, work, user, &count)
     cdef int sampled_count, j, earlier, positive
     cdef unsigned long long chosen
     cdef float user_bias, positive_bias
@@ -1169,7 +1335,7 @@ cdef inline void warp_kos_step(Model* model, Workspace* work, int user) noexcept
         return
     sampled_count = model.n if model.n < count else count
     for j in range(sampled_count):
-        work.sampled_ids[j] = model.positive_indices[start + draw_below(&work.sampler, count)]
+        work.sampled_ids[j] = positives[draw_below(&work.sampler, count)]
     if model.prefetch and not model.items.identity:
         # Feature rows are reached through two dependent loads (CSR ids, then parameter rows): ask
         # for every draw's ids now (they arrive while the user's representation is summed), then
@@ -1493,6 +1659,32 @@ cdef void check_candidates(const int[::1] candidate_items, const int64_t[:, ::1]
             raise ValueError(f"candidate_items must be item ids below {n_items}")
 
 
+cdef int check_grouped_positives(const int[::1] block_groups, const int[::1] starts, const int[::1] indices,
+                                 int n_blocks, Py_ssize_t n_users, int n_items) except -1:
+    """Validate stratified k-OS's arrays (see :func:`run_epoch`); returns the number of groups."""
+    cdef Py_ssize_t i, n_groups
+    cdef int block
+    if block_groups is None or starts is None or indices is None:
+        raise ValueError("stratified WARP-kOS needs block_groups, group_positive_starts and group_positive_indices")
+    if block_groups.shape[0] != n_blocks:
+        raise ValueError(f"block_groups must have {n_blocks} entries")
+    if n_users < 1 or starts.shape[0] % n_users or starts.shape[0] // n_users < 2:
+        raise ValueError("group_positive_starts must hold n_groups + 1 offsets per user")
+    n_groups = starts.shape[0] // n_users - 1
+    for block in range(n_blocks):
+        if not 0 <= block_groups[block] < n_groups:
+            raise ValueError(f"block_groups must be in [0, {n_groups})")
+    if starts[0] != 0 or starts[starts.shape[0] - 1] != indices.shape[0]:
+        raise ValueError("group_positive_starts must rise from 0 to the number of grouped positives")
+    for i in range(1, starts.shape[0]):
+        if starts[i] < starts[i - 1] or (i % (n_groups + 1) == 0 and starts[i] != starts[i - 1]):
+            raise ValueError("group_positive_starts must rise, each user's last group ending where the next user's starts")
+    for i in range(indices.shape[0]):
+        if not 0 <= indices[i] < n_items:
+            raise ValueError(f"group_positive_indices must be item ids below {n_items}")
+    return <int>n_groups
+
+
 def run_epoch(int loss,
               const int[::1] example_users,
               const int[::1] example_items,
@@ -1508,7 +1700,9 @@ def run_epoch(int loss,
               int debias, float debias_weight,
               unsigned long long seed, int num_threads,
               const int[::1] script=None, const int64_t[::1] block_bounds=None,
-              const int[::1] candidate_items=None, const int64_t[:, ::1] block_candidates=None, int rounds=1):
+              const int[::1] candidate_items=None, const int64_t[:, ::1] block_candidates=None, int rounds=1,
+              const int[::1] block_groups=None, const int[::1] group_positive_starts=None,
+              const int[::1] group_positive_indices=None):
     """Run one epoch of Hogwild SGD, updating the parameter arrays in place.
 
     Parameters
@@ -1551,6 +1745,13 @@ def run_epoch(int loss,
     rounds : int, default 1
         The blocks run in this many rounds of ``n_blocks // rounds`` consecutive blocks, with
         every thread waiting at the end of each round for the others (it must divide n_blocks).
+    block_groups : int32 array of shape (n_blocks,), optional
+        WARP-kOS with candidate blocks: the group of each block's candidates, in
+        ``[0, n_groups)``.
+    group_positive_starts, group_positive_indices : int32 arrays, optional
+        WARP-kOS with candidate blocks: each user's positives, group by group, as
+        :func:`grouped_positives` returns them; a block samples its k-OS positives among its
+        user's positives in its group.
 
     Returns
     -------
@@ -1560,7 +1761,7 @@ def run_epoch(int loss,
     """
     cdef Model model
     cdef Py_ssize_t n_visits = example_users.shape[0]
-    cdef int thread, block, n_blocks, round_, per_round
+    cdef int thread, block, n_blocks, round_, per_round, n_groups = 0
     cdef const int* candidate_pointer = NULL
     cdef int[1] allocation_failed
     cdef int[1] nonfinite_seen
@@ -1590,8 +1791,11 @@ def run_epoch(int loss,
         raise ValueError("candidate_items and block_candidates go together")
     if candidate_items is not None:
         check_candidates(candidate_items, block_candidates, n_blocks, n_items)
-        if loss == C_WARP_KOS or debias == DEBIAS_POS2NEG2:
-            raise ValueError("candidate blocks need the logistic, BPR or WARP loss, without pos2neg2 debiasing")
+        if debias == DEBIAS_POS2NEG2:
+            raise ValueError("candidate blocks cannot be used with pos2neg2 debiasing")
+        if loss == C_WARP_KOS:
+            n_groups = check_grouped_positives(block_groups, group_positive_starts, group_positive_indices,
+                                               n_blocks, positive_indptr.shape[0] - 1, n_items)
         if candidate_items.shape[0] > 0:
             candidate_pointer = &candidate_items[0]
     if n_visits > 0:
@@ -1631,6 +1835,13 @@ def run_epoch(int loss,
     model.n = n
     model.positive_indptr = &positive_indptr[0]
     model.positive_indices = &positive_indices[0] if positive_indices.shape[0] > 0 else NULL
+    model.group_positive_starts = NULL
+    model.group_positive_indices = NULL
+    model.n_groups = n_groups
+    if n_groups > 0:
+        model.group_positive_starts = &group_positive_starts[0]
+        model.group_positive_indices = (&group_positive_indices[0] if group_positive_indices.shape[0] > 0
+                                        else NULL)
     allocation_failed[0] = 0
     nonfinite_seen[0] = 0
     if n_visits == 0:
@@ -1678,6 +1889,7 @@ def run_epoch(int loss,
             work.nonfinite_scores = 0
             work.candidates = NULL
             work.n_candidates = 0
+            work.group = 0
             if thread == 0:
                 work.sampler.script = script_pointer
                 work.sampler.script_length = script_length
@@ -1691,6 +1903,8 @@ def run_epoch(int loss,
                 if candidate_pointer != NULL:
                     work.candidates = candidate_pointer + block_candidates[block, 0]
                     work.n_candidates = <int>(block_candidates[block, 1] - block_candidates[block, 0])
+                    if n_groups > 0:
+                        work.group = block_groups[block]
                 run_block(&model, work, loss, example_users, example_items, labels, weights,
                           block_bounds[block], block_bounds[block + 1], n_visits, seed)
             if rounds > 1:
