@@ -717,8 +717,9 @@ def stratified_examples(unsigned long long seed, const int[::1] users, const int
     cdef int[::1] item_group = np.empty(n_items, dtype=np.int32)
     cdef int64_t growth, best_growth, load
     cdef int sweep, candidate
-    cdef int failed = 0
+    cdef int[1] failed  # (an array: a variable assigned in a prange would be lastprivate)
     cdef StratumArrays arrays
+    failed[0] = 0
     arrays.items = &items[0] if n > 0 else NULL
     with nogil, parallel(num_threads=n_threads):
         for thread in prange(n_threads, schedule="static", chunksize=1):
@@ -830,8 +831,8 @@ def stratified_examples(unsigned long long seed, const int[::1] users, const int
     with nogil, parallel(num_threads=n_threads):
         for thread in prange(n_threads, schedule="static", chunksize=1):
             if scatter_block(&arrays, thread, bounds[thread], bounds[thread + 1]):
-                failed = 1
-    if failed:
+                failed[0] = 1
+    if failed[0]:
         raise MemoryError("fastrank could not allocate the stratified layout's counters")
 
     # the item ids group by group, and each block's range of them
