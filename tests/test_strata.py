@@ -171,6 +171,10 @@ def captured_epochs(monkeypatch):
     return calls
 
 
+needs_openmp = pytest.mark.skipif(not _sgd.openmp_enabled(), reason="several threads need OpenMP")
+
+
+@needs_openmp
 @pytest.mark.parametrize("loss", ["warp", "bpr", "logistic", "warp-kos"])
 def test_fit_trains_in_strata_on_several_threads(monkeypatch, loss):
     calls = captured_epochs(monkeypatch)
