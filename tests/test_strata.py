@@ -367,3 +367,19 @@ def test_grouped_positives():
         assert starts[user * 4] == indptr[user] and starts[user * 4 + 3] == indptr[user + 1]
     with pytest.raises(ValueError, match="one group"):
         _sgd.grouped_positives(indptr, indices, candidates, block_candidates[:2], block_groups[:2])
+
+
+@needs_openmp
+def test_strata_with_user_features(monkeypatch):
+    """User features (shared rows, Hogwild on that side) with identity items still train in
+    strata, and every user feature that some user holds moves."""
+    calls = captured_epochs(monkeypatch)
+    interactions = strata_interactions()
+    user_features = sp.hstack([sp.identity(400, format="csr", dtype=np.float32),
+                               sp.random(400, 20, density=0.2, format="csr", random_state=1, dtype=np.float32)]).tocsr()
+    start = strata_model().fit(interactions, user_features=user_features, epochs=0)
+    model = strata_model().fit(interactions, user_features=user_features, epochs=2, num_threads=2)
+    assert calls[-1].get("candidate_items") is not None and calls[-1]["user_features"] is not None
+    assert np.isfinite(model.user_embeddings).all()
+    held = np.flatnonzero(np.diff(user_features.tocsc().indptr) > 0)
+    assert np.all(np.any(model.user_embeddings[held] != start.user_embeddings[held], axis=1))
