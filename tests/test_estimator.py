@@ -28,6 +28,22 @@ def random_interactions(n_users=30, n_items=20, density=0.2, seed=0, negatives=F
     return sp.coo_matrix(dense)
 
 
+def captured_epochs(monkeypatch, run=True):
+    """Record the keyword arguments of every ``_sgd.run_epoch`` call (in the returned list);
+    the epochs still run unless ``run`` is false (then each call reports no overflow)."""
+    from fastrank import _sgd
+
+    calls = []
+    real_epoch = _sgd.run_epoch
+
+    def capture(**kwargs):
+        calls.append(kwargs)
+        return real_epoch(**kwargs) if run else False
+
+    monkeypatch.setattr(_sgd, "run_epoch", capture)
+    return calls
+
+
 def random_features(n_rows, n_features, seed=0):
     rng = np.random.default_rng(seed)
     dense = (rng.random((n_rows, n_features)) < 0.3) * rng.random((n_rows, n_features))
@@ -156,9 +172,7 @@ def test_small_model_thread_paths_change_no_result(monkeypatch, loss, features, 
 
     feature_matrices = dict(user_features=random_features(30, 8), item_features=random_features(20, 6, seed=1))
     interactions = random_interactions(negatives=loss == "logistic")
-    calls = []
-    real_epoch = _sgd.run_epoch
-    monkeypatch.setattr(_sgd, "run_epoch", lambda **kwargs: calls.append(kwargs) or real_epoch(**kwargs))
+    calls = captured_epochs(monkeypatch)
     kwargs = feature_matrices if features else {}
     start = FastRank(loss=loss, learning_schedule=schedule, random_state=0).fit(interactions, epochs=1, **kwargs)
     monkeypatch.undo()
@@ -804,14 +818,7 @@ def test_run_epoch_rejects_bad_block_bounds(monkeypatch):
     from fastrank import _sgd
 
     model = FastRank(no_components=4, random_state=0).fit(random_interactions(), epochs=1)
-    calls = []
-    real_epoch = _sgd.run_epoch
-
-    def capture(**kwargs):
-        calls.append(kwargs)
-        return real_epoch(**kwargs)
-
-    monkeypatch.setattr(_sgd, "run_epoch", capture)
+    calls = captured_epochs(monkeypatch)
     model.fit_partial(random_interactions(), epochs=1)
     monkeypatch.undo()
     arguments = calls[0]

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 from fastrank import FastRank, _sgd
 
-from test_estimator import random_interactions
+from test_estimator import captured_epochs, random_interactions
 
 
 def layout(n_users=300, n_items=200, n_examples=5000, n_threads=2, chunk_items=4, part_examples=2048,
@@ -159,18 +159,6 @@ def strata_interactions(negatives=False):
     return random_interactions(n_users=400, n_items=160, density=0.15, negatives=negatives)
 
 
-def captured_epochs(monkeypatch):
-    calls = []
-    real_epoch = _sgd.run_epoch
-
-    def capture(**kwargs):
-        calls.append(kwargs)
-        return real_epoch(**kwargs)
-
-    monkeypatch.setattr(_sgd, "run_epoch", capture)
-    return calls
-
-
 needs_openmp = pytest.mark.skipif(not _sgd.openmp_enabled(), reason="several threads need OpenMP")
 
 
@@ -232,23 +220,14 @@ def test_strata_are_reproducible_on_several_threads(loss):
     np.testing.assert_array_equal(first.item_biases, second.item_biases)
 
 
-def test_negatives_come_from_the_blocks_candidates():
+def test_negatives_come_from_the_blocks_candidates(monkeypatch):
     """BPR through run_epoch with every block drawing from one group: item rows outside that group
     move only as positives."""
     interactions = strata_interactions().tocsr()
     model = strata_model("bpr", no_components=8).fit(interactions, epochs=0)
-    calls = []
-    real_epoch = _sgd.run_epoch
-
-    def capture(**kwargs):
-        calls.append(kwargs)
-        return False
-
-    _sgd.run_epoch = capture
-    try:
-        model.fit_partial(interactions, epochs=1, num_threads=1)
-    finally:
-        _sgd.run_epoch = real_epoch
+    calls = captured_epochs(monkeypatch, run=False)
+    model.fit_partial(interactions, epochs=1, num_threads=1)
+    monkeypatch.undo()
     arguments = calls[0]
     users, items = arguments["example_users"], arguments["example_items"]
     group = np.arange(0, 160, 2, dtype=np.int32)
@@ -259,7 +238,7 @@ def test_negatives_come_from_the_blocks_candidates():
                      block_bounds=np.array([0, keep.sum() // 2, keep.sum()], dtype=np.int64),
                      candidate_items=group, block_candidates=np.array([[0, 80], [0, 80]], dtype=np.int64), rounds=2)
     before = model.item_embeddings.copy()
-    real_epoch(**arguments)
+    _sgd.run_epoch(**arguments)
     moved = np.flatnonzero(np.any(model.item_embeddings != before, axis=1))
     assert moved.size > 10 and set(moved.tolist()) <= set(group.tolist())
 
