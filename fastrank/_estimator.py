@@ -592,38 +592,39 @@ class FastRank:
         user_order = _thread_user_order(n_users, self._rng) if n_blocks > 1 else None
         stratified = n_blocks > 1 and self._trains_in_strata(kernel_arguments, n_items, n_blocks,
                                                              examples["items"].shape[0])
-        strata = {}
         for _ in _epoch_range(epochs, verbose):
             shuffle_seed = int(self._rng.integers(0, 2**63))
             seed = int(self._rng.integers(0, 2**63))
             # The kernel walks the examples in memory order, so they are gathered shuffled.
-            users, items, labels, weights, block_bounds = _sgd.shuffled_examples(
-                shuffle_seed, examples["user_starts"], examples["items"], examples["labels"], examples["weights"],
-                user_order=user_order, n_blocks=n_blocks, whole_users=stratified,
-            )
             if stratified:
-                users, items, labels, weights, block_bounds, candidates, block_candidates, rounds, groups = (
-                    _sgd.stratified_examples(shuffle_seed, users, items, labels, weights, block_bounds, n_items,
-                                             _sgd.stratum_chunk_items(self.no_components)))
-                strata = dict(candidate_items=candidates, block_candidates=block_candidates, rounds=rounds)
+                users, items, labels, weights, block_ranges, candidates, block_candidates, rounds, groups = (
+                    _sgd.stratified_examples(shuffle_seed, examples["user_starts"], examples["items"],
+                                             examples["labels"], examples["weights"], user_order, n_blocks,
+                                             n_items, _sgd.stratum_chunk_items(self.no_components)))
+                blocks = dict(block_ranges=block_ranges, candidate_items=candidates,
+                              block_candidates=block_candidates, rounds=rounds)
                 if self.loss == "warp-kos":
                     # k-OS samples its positives among the user's positives in the block's group
                     starts, grouped = _sgd.grouped_positives(
                         examples["positive_indptr"], examples["positive_indices"], candidates, block_candidates,
                         groups)
-                    strata.update(block_groups=groups, group_positive_starts=starts, group_positive_indices=grouped)
+                    blocks.update(block_groups=groups, group_positive_starts=starts, group_positive_indices=grouped)
+            else:
+                users, items, labels, weights, block_bounds = _sgd.shuffled_examples(
+                    shuffle_seed, examples["user_starts"], examples["items"], examples["labels"],
+                    examples["weights"], user_order=user_order, n_blocks=n_blocks)
+                blocks = dict(block_bounds=block_bounds)
             scores_overflowed = _sgd.run_epoch(
                 example_users=users,
                 example_items=items,
                 example_labels=labels,
                 example_weights=weights,
                 seed=seed,
-                block_bounds=block_bounds,
-                **strata,
+                **blocks,
                 **kernel_arguments,
             )
             # Drop this epoch's shuffled copies before the next are made: peak memory of fit.
-            users = items = labels = weights = None
+            users = items = labels = weights = blocks = None
             self._check_finite(num_threads, scores_overflowed)
         return self
 

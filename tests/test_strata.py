@@ -4,6 +4,8 @@ With several threads on a model small enough to stay in cache, fit cuts the item
 per thread and trains in rounds in which no two threads touch the same user or item row.
 """
 
+import copy
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -15,81 +17,121 @@ from test_estimator import captured_epochs, random_interactions
 
 def layout(n_users=300, n_items=200, n_examples=5000, n_threads=2, chunk_items=4, part_examples=2048,
            seed=0, skew=1.2, with_values=True):
-    """Examples as shuffled_examples gives them (n_threads blocks of users), and their layout."""
+    """Examples sorted by user (as fit holds them), a user order, and their stratified layout."""
     rng = np.random.default_rng(seed)
     popularity = 1.0 / np.arange(1, n_items + 1) ** skew
     items = rng.choice(n_items, n_examples, p=popularity / popularity.sum()).astype(np.int32)
     users = np.sort(rng.integers(0, n_users, n_examples)).astype(np.int32)
-    bounds = np.searchsorted(users, np.linspace(0, n_users, n_threads + 1).astype(np.int64)).astype(np.int64)
-    bounds[-1] = n_examples
-    order = np.concatenate([rng.permutation(np.arange(bounds[t], bounds[t + 1])) for t in range(n_threads)])
-    users, items = users[order], items[order]
+    user_starts = np.searchsorted(users, np.arange(n_users + 1)).astype(np.int64)
+    user_order = rng.permutation(n_users).astype(np.int32)
     labels = rng.standard_normal(n_examples).astype(np.float32) if with_values else None
     weights = rng.random(n_examples).astype(np.float32) if with_values else None
-    examples = (users, items, labels, weights, bounds)
-    return examples, _sgd.stratified_examples(seed, users, items, labels, weights, bounds, n_items, chunk_items,
-                                              part_examples)
+    examples = (users, items, labels, weights, user_starts, user_order)
+    return examples, _sgd.stratified_examples(seed, user_starts, items, labels, weights, user_order, n_threads,
+                                              n_items, chunk_items, part_examples)
+
+
+def thread_of_users(user_starts, user_order, n_threads):
+    """Reference for the cut between threads: thread t starts at the first user, in user_order,
+    whose examples start at or after t / n_threads of them."""
+    counts = np.diff(user_starts)[user_order]
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    n = user_starts[-1]
+    owner = np.empty(user_order.shape[0], dtype=np.int64)
+    owner[user_order] = np.searchsorted([n * t // n_threads for t in range(1, n_threads)], starts, side="right")
+    return owner
+
+
+def cells_of(out, n_threads):
+    """{(thread, round): the positions of that cell's blocks, part by part}."""
+    block_ranges, rounds = out[4], out[7]
+    cells = {}
+    for block in range(block_ranges.shape[0]):
+        thread, round_ = block % n_threads, (block // n_threads) % n_threads
+        cells.setdefault((thread, round_), []).append(np.arange(*block_ranges[block]))
+    assert rounds * n_threads == block_ranges.shape[0]
+    return cells
 
 
 @pytest.mark.parametrize("n_threads", [2, 3, 5])
 def test_layout_is_a_permutation_into_disjoint_cells(n_threads):
-    (users, items, labels, weights, bounds), out = layout(n_threads=n_threads, part_examples=300)
-    out_users, out_items, out_labels, out_weights, block_bounds, candidates, block_candidates, rounds, _ = out
+    (users, items, labels, weights, user_starts, user_order), out = layout(n_threads=n_threads, part_examples=300)
+    out_users, out_items, out_labels, out_weights, block_ranges, candidates, block_candidates, rounds, groups = out
     # the same examples, each with its own label and weight
     before = sorted(zip(users.tolist(), items.tolist(), labels.tolist(), weights.tolist()))
     after = sorted(zip(out_users.tolist(), out_items.tolist(), out_labels.tolist(), out_weights.tolist()))
     assert before == after
-    n_blocks = block_bounds.shape[0] - 1
-    assert rounds * n_threads == n_blocks and block_bounds[0] == 0 and block_bounds[-1] == users.shape[0]
-    assert np.all(np.diff(block_bounds) >= 0)
+    # the blocks tile the examples
+    n_blocks = block_ranges.shape[0]
+    assert rounds * n_threads == n_blocks
+    np.testing.assert_array_equal(np.sort(np.concatenate([np.arange(*r) for r in block_ranges])),
+                                  np.arange(users.shape[0]))
     np.testing.assert_array_equal(np.sort(candidates), np.arange(200))
-    owner = {}  # user -> input block
-    for thread in range(n_threads):
-        for user in users[bounds[thread]:bounds[thread + 1]]:
-            owner.setdefault(int(user), set()).add(thread)
+    owner = thread_of_users(user_starts, user_order, n_threads)
     for round_ in range(rounds):
         groups_in_round = []
         for thread in range(n_threads):
             block = round_ * n_threads + thread
             start, stop = block_candidates[block]
             group = set(candidates[start:stop].tolist())
+            assert groups[block] == (thread + round_) % n_threads
             groups_in_round.append(group)
-            block_items = out_items[block_bounds[block]:block_bounds[block + 1]]
-            block_users = out_users[block_bounds[block]:block_bounds[block + 1]]
+            block_items = out_items[block_ranges[block, 0]:block_ranges[block, 1]]
+            block_users = out_users[block_ranges[block, 0]:block_ranges[block, 1]]
             # every example's item is among the block's candidates, and its user is the thread's
             assert set(block_items.tolist()) <= group
-            assert all(thread in owner[int(user)] for user in block_users)
+            assert np.all(owner[block_users] == thread)
         # the threads of a round have disjoint groups that together hold every item
         assert sum(len(group) for group in groups_in_round) == 200
         assert set().union(*groups_in_round) == set(range(200))
 
 
-def test_layout_keeps_the_shuffled_order_within_a_cell_and_splits_it_in_equal_parts():
-    (users, items, _, _, bounds), out = layout(with_values=False, part_examples=400)
-    out_users, out_items, out_labels, out_weights, block_bounds, candidates, block_candidates, rounds, _ = out
+def test_threads_own_whole_users_and_about_equal_shares():
+    """No user's examples go to two threads, and each thread's share differs from an equal cut by
+    less than one user's examples."""
+    n_threads = 3
+    (users, _, _, _, user_starts, user_order), out = layout(n_threads=n_threads)
+    cells = cells_of(out, n_threads)
+    thread_users = [np.concatenate([out[0][np.concatenate(cells[(thread, round_)])]
+                                    for round_ in range(n_threads)]) for thread in range(n_threads)]
+    assert sum(len(set(u.tolist())) for u in thread_users) == len(set(users.tolist()))
+    n, most = users.shape[0], np.diff(user_starts).max()
+    for thread in range(n_threads):
+        assert abs(thread_users[thread].shape[0] - n // n_threads) < most + 1
+
+
+def test_cells_are_shuffled_and_cut_in_equal_parts():
+    (users, items, _, _, user_starts, user_order), out = layout(with_values=False, part_examples=400)
+    out_users, out_items, out_labels, out_weights, block_ranges, candidates, block_candidates, rounds, groups = out
     assert out_labels is None and out_weights is None
     n_threads = 2
-    n_parts = rounds // n_threads
-    assert n_parts > 1
+    assert rounds // n_threads > 1
     group_of = np.empty(200, dtype=np.int64)
     for block in range(n_threads):
         start, stop = block_candidates[block]
-        group_of[candidates[start:stop]] = (block % n_threads + block // n_threads) % n_threads
-    for thread in range(n_threads):
-        for round_ in range(n_threads):
-            group = (thread + round_) % n_threads
-            cell = [b for b in range(block_bounds.shape[0] - 1) if b % n_threads == thread
-                    and (b // n_threads) % n_threads == round_]
-            sizes = [block_bounds[b + 1] - block_bounds[b] for b in cell]
-            assert max(sizes) - min(sizes) <= 1
-            laid_out = np.concatenate([out_items[block_bounds[b]:block_bounds[b + 1]] for b in cell])
-            in_order = items[bounds[thread]:bounds[thread + 1]]
-            np.testing.assert_array_equal(laid_out, in_order[group_of[in_order] == group])
+        group_of[candidates[start:stop]] = groups[block]
+    owner = thread_of_users(user_starts, user_order, n_threads)
+    _, again = layout(with_values=False, part_examples=400)
+    _, other_seed = layout(with_values=False, part_examples=400, seed=1)
+    for (thread, round_), parts in cells_of(out, n_threads).items():
+        sizes = [part.shape[0] for part in parts]
+        assert max(sizes) - min(sizes) <= 1
+        cell = np.concatenate(parts)
+        # one contiguous stretch of memory
+        np.testing.assert_array_equal(cell, np.arange(cell[0], cell[0] + cell.shape[0]))
+        # the cell holds exactly the thread's examples of the group's items
+        expected = (owner[users] == thread) & (group_of[items] == (thread + round_) % n_threads)
+        assert sorted(zip(out_users[cell].tolist(), out_items[cell].tolist())) == sorted(
+            zip(users[expected].tolist(), items[expected].tolist()))
+        # in a random order: not user by user, the same for the same seed
+        assert np.count_nonzero(np.diff(out_users[cell]) != 0) > cell.shape[0] // 2
+        np.testing.assert_array_equal(again[0][cell], out_users[cell])
+    assert not np.array_equal(other_seed[0], out_users)
 
 
 def test_groups_are_runs_of_consecutive_items_balanced_by_examples():
     chunk = 8
-    (_, items, _, _, _), out = layout(n_items=400, n_examples=40000, chunk_items=chunk, skew=1.0, seed=3)
+    (_, items, _, _, _, _), out = layout(n_items=400, n_examples=40000, chunk_items=chunk, skew=1.0, seed=3)
     _, _, _, _, _, candidates, block_candidates, _, _ = out
     group_of = np.empty(400, dtype=np.int64)
     for block in range(2):
@@ -107,44 +149,59 @@ def test_rounds_are_even_even_with_a_heavy_run_of_items(seed):
     every round the two threads get about as many examples (a heavy run drawn late in the
     greedy grouping is moved by the second pass)."""
     _, out = layout(n_items=400, n_examples=40000, chunk_items=8, skew=1.0, seed=seed)
-    block_bounds, rounds = out[4], out[7]
-    sizes = np.diff(block_bounds).reshape(rounds, 2)
+    block_ranges, rounds = out[4], out[7]
+    sizes = (block_ranges[:, 1] - block_ranges[:, 0]).reshape(rounds, 2)
     assert np.all(sizes.min(axis=1) >= 0.95 * sizes.max(axis=1))
 
 
 def test_groups_change_with_the_seed():
     groupings = set()
-    (users, items, labels, weights, bounds), _ = layout(seed=0)
+    (users, items, labels, weights, user_starts, user_order), _ = layout(seed=0)
     for seed in range(6):
         _, _, _, _, _, candidates, block_candidates, _, _ = _sgd.stratified_examples(
-            seed, users, items, labels, weights, bounds, 200, 4)
+            seed, user_starts, items, labels, weights, user_order, 2, 200, 4)
         start, stop = block_candidates[0]
         groupings.add(frozenset(candidates[start:stop].tolist()))
     assert len(groupings) > 1
 
 
 def test_layout_rejects_bad_input():
-    (users, items, labels, weights, bounds), _ = layout()
-    with pytest.raises(ValueError, match="at least 2 blocks"):
-        _sgd.stratified_examples(0, users, items, labels, weights, np.array([0, len(users)], dtype=np.int64), 200, 4)
-    with pytest.raises(ValueError, match="chunk_items"):
-        _sgd.stratified_examples(0, users, items, labels, weights, bounds, 200, 0)
-    with pytest.raises(ValueError, match="part_examples"):
-        _sgd.stratified_examples(0, users, items, labels, weights, bounds, 200, 4, 0)
-    with pytest.raises(ValueError, match="fewer groups"):
-        _sgd.stratified_examples(0, users, items, labels, weights, bounds, 200, 200)
-    with pytest.raises(ValueError, match="item ids"):
-        _sgd.stratified_examples(0, users, items, labels, weights, bounds, 100, 4)
-    with pytest.raises(ValueError, match="same length"):
-        _sgd.stratified_examples(0, users, items[:-1], labels, weights, bounds, 200, 4)
-    with pytest.raises(ValueError, match="bounds"):
-        _sgd.stratified_examples(0, users, items, labels, weights, np.array([0, 10, 5], dtype=np.int64), 200, 4)
+    (users, items, labels, weights, starts, order), _ = layout()
+
+    def call(**changes):
+        arguments = dict(seed=0, user_starts=starts, items=items, labels=labels, weights=weights, user_order=order,
+                         n_threads=2, n_items=200, chunk_items=4)
+        arguments.update(changes)
+        return _sgd.stratified_examples(**arguments)
+
+    call()  # accepted
+    bad_starts = starts.copy()
+    bad_starts[5], bad_starts[6] = bad_starts[6], bad_starts[5] - 1
+    bad_order = order.copy()
+    bad_order[0] = bad_order[1]
+    bad_cases = [
+        (dict(n_threads=1), "at least 2 threads"),
+        (dict(chunk_items=0), "chunk_items"),
+        (dict(part_examples=0), "part_examples"),
+        (dict(chunk_items=200), "fewer groups"),
+        (dict(n_items=100), "item ids"),
+        (dict(items=np.full_like(items, -1)), "item ids"),
+        (dict(labels=labels[:-1]), "same length"),
+        (dict(user_order=order[:-1]), "one entry more"),
+        (dict(user_starts=bad_starts), "user_starts must rise"),
+        (dict(user_order=bad_order), "permutation"),
+        (dict(user_order=np.where(order == 0, 300, order).astype(np.int32)), "permutation"),
+    ]
+    for changes, message in bad_cases:
+        with pytest.raises(ValueError, match=message):
+            call(**changes)
 
 
 def test_empty_layout():
     empty = np.zeros(0, dtype=np.int32)
-    out = _sgd.stratified_examples(0, empty, empty, None, None, np.zeros(3, dtype=np.int64), 40, 4)
-    assert out[0].shape == (0,) and out[4][-1] == 0 and out[7] >= 2
+    out = _sgd.stratified_examples(0, np.zeros(4, dtype=np.int64), empty, None, None,
+                                   np.arange(3, dtype=np.int32), 2, 40, 4)
+    assert out[0].shape == (0,) and np.all(out[4] == 0) and out[7] >= 2
     np.testing.assert_array_equal(np.sort(out[5]), np.arange(40))
     # no group is left without items, even with no examples to balance
     assert np.all(out[6][:, 1] > out[6][:, 0])
@@ -170,6 +227,7 @@ def test_fit_trains_in_strata_on_several_threads(monkeypatch, loss):
     strata_model(loss).fit(interactions, epochs=2, num_threads=2)
     assert len(calls) == 2 and all(call["candidate_items"] is not None for call in calls)
     assert all(call["rounds"] >= 2 for call in calls)
+    assert all("block_bounds" not in call and call["block_ranges"].shape[1] == 2 for call in calls)
     assert all((call.get("group_positive_starts") is not None) == (loss == "warp-kos") for call in calls)
     calls.clear()
     strata_model(loss).fit(interactions, epochs=1, num_threads=1)
@@ -292,6 +350,40 @@ def test_run_epoch_rejects_bad_candidate_blocks(monkeypatch):
     del model
 
 
+def test_run_epoch_block_ranges(monkeypatch):
+    """Blocks given as ranges train exactly as the same blocks given as bounds; bad ranges are
+    refused before the kernel runs."""
+    calls = captured_epochs(monkeypatch)
+    interactions = strata_interactions()
+    model = strata_model("bpr", no_components=8).fit(interactions, epochs=1)
+    monkeypatch.undo()
+    arguments = dict(calls[0])
+    arguments.pop("block_bounds", None)
+    n = arguments["example_users"].shape[0]
+    results = []
+    for blocks in (dict(block_bounds=np.array([0, n // 3, n], dtype=np.int64)),
+                   dict(block_ranges=np.array([[0, n // 3], [n // 3, n]], dtype=np.int64)),
+                   dict(block_ranges=np.array([[n // 3, n], [0, n // 3]], dtype=np.int64))):
+        start = copy.deepcopy(model)
+        _sgd.run_epoch(**dict(arguments, user_parameters=start._side_parameters("user"),
+                              item_parameters=start._side_parameters("item"), num_threads=1), **blocks)
+        results.append(start.item_embeddings)
+    np.testing.assert_array_equal(results[0], results[1])
+    assert not np.array_equal(results[0], results[2])  # the other order of the same blocks
+    bad_cases = [
+        (dict(block_ranges=np.array([[0, n]], dtype=np.int64), block_bounds=np.array([0, n], dtype=np.int64)),
+         "not both"),
+        (dict(block_ranges=np.zeros((0, 2), dtype=np.int64)), "block_ranges"),
+        (dict(block_ranges=np.array([[0, n, n]], dtype=np.int64)), "block_ranges"),
+        (dict(block_ranges=np.array([[0, n + 1]], dtype=np.int64)), "block_ranges"),
+        (dict(block_ranges=np.array([[-1, n]], dtype=np.int64)), "block_ranges"),
+        (dict(block_ranges=np.array([[5, 4]], dtype=np.int64)), "block_ranges"),
+    ]
+    for blocks, message in bad_cases:
+        with pytest.raises(ValueError, match=message):
+            _sgd.run_epoch(**arguments, **blocks)
+
+
 def test_strata_accuracy_matches_one_thread(movielens_split):
     """MovieLens 100K, 2 threads in strata against 1 thread: the same precision and AUC (the
     default thresholds of test_accuracy hold for both; here they must also agree closely)."""
@@ -305,25 +397,6 @@ def test_strata_accuracy_matches_one_thread(movielens_split):
         results[num_threads] = precision_and_auc(model, train, test, num_threads)
     (p1, auc1), (p2, auc2) = results[1], results[2]
     assert abs(p2 - p1) < 0.01 and abs(auc2 - auc1) < 0.005
-
-
-def test_whole_user_cuts():
-    """shuffled_examples(whole_users=True) moves each cut to a user's first example: no user is in
-    two blocks, and the blocks differ from equal ones by less than one user's examples."""
-    interactions = random_interactions(n_users=97, n_items=50, density=0.3, seed=4).tocsr()
-    starts = interactions.indptr.astype(np.int64)
-    items = interactions.indices.astype(np.int32)
-    order = np.random.default_rng(0).permutation(97).astype(np.int32)
-    n = items.shape[0]
-    for n_blocks in (2, 3, 7):
-        users, shuffled_items, _, _, bounds = _sgd.shuffled_examples(5, starts, items, user_order=order,
-                                                                     n_blocks=n_blocks, whole_users=True)
-        blocks = [set(users[bounds[b]:bounds[b + 1]].tolist()) for b in range(n_blocks)]
-        assert sum(len(block) for block in blocks) == len(set().union(*blocks))
-        most = np.diff(starts).max()
-        assert np.all(np.abs(bounds - _sgd.equal_block_bounds(n, n_blocks)) < most)
-        assert sorted(zip(users.tolist(), shuffled_items.tolist())) == sorted(
-            zip(np.repeat(np.arange(97), np.diff(starts)).tolist(), items.tolist()))
 
 
 def test_grouped_positives():
