@@ -9,6 +9,8 @@ through scipy as before. The caller range-checks the indices first.
 """
 
 import numpy as np
+from libc.math cimport isfinite
+from libc.stdint cimport int64_t
 
 
 def sorted_rows_pointer(const int[::1] rows, int n_rows):
@@ -66,17 +68,97 @@ def has_canonical_rows(const int[::1] indptr, const int[::1] indices):
     -------
     bool
     """
-    cdef Py_ssize_t n_rows = indptr.shape[0] - 1, row, entry, nnz, descents = 0, row_start_descents = 0
+    cdef Py_ssize_t n_rows = indptr.shape[0] - 1
+    cdef int canonical
     if n_rows < 0 or indptr[n_rows] > indices.shape[0]:
         raise ValueError("indptr does not match indices")
-    nnz = indptr[n_rows]
+    with nogil:
+        canonical = rows_are_canonical(&indptr[0], &indices[0] if indices.shape[0] > 0 else NULL, n_rows)
+    return bool(canonical)
+
+
+cdef int rows_are_canonical(const int* indptr, const int* indices, Py_ssize_t n_rows) noexcept nogil:
+    """1 when every row's columns rise strictly; ``indptr`` rises from 0 to the entry count."""
+    cdef Py_ssize_t row, entry, nnz = indptr[n_rows]
+    # (int counters: at most nnz < 2**31 entries, and they vectorise twice as wide)
+    cdef int falls = 0, falls_at_row_starts = 0
     # In canonical rows the columns fall only where a row starts: count every fall (one pass
     # over the entries, without a branch), then those at the first entry of a row.
+    for entry in range(1, nnz):
+        falls += indices[entry] <= indices[entry - 1]
+    for row in range(1, n_rows):
+        # the first row starting at this position (empty rows before it start there too)
+        if 0 < indptr[row] < nnz and indptr[row] > indptr[row - 1]:
+            falls_at_row_starts += indices[indptr[row]] <= indices[indptr[row] - 1]
+    return falls == falls_at_row_starts
+
+
+ctypedef fused index_t:
+    int
+    int64_t
+
+ctypedef fused value_t:
+    float
+    double
+
+
+def canonical_csr_arrays(const index_t[::1] indptr, const index_t[::1] indices, const value_t[::1] data,
+                         Py_ssize_t n_cols):
+    """Copies of a CSR matrix's arrays as int32 and float32, when it is already canonical.
+
+    One call in C stands for scipy's structural check, the check for sorted rows without
+    duplicates, the conversion of every array and the check for finite values, which
+    ``fit_partial`` made through numpy and scipy: on MovieLens 100K those took 0.21 ms of each
+    call once an epoch had taken the caches, this 0.09-0.12 ms.
+
+    Parameters
+    ----------
+    indptr : int32 or int64 array of shape (n_rows + 1,)
+    indices : array of shape (nnz,), of indptr's type
+    data : float32 or float64 array of shape (nnz,)
+    n_cols : int
+        Number of columns.
+
+    Returns
+    -------
+    tuple of (indptr int32 (n_rows + 1,), indices int32 (nnz,), data float32 (nnz,)), or None
+        None unless ``indptr`` rises from 0 to ``nnz`` (the length of ``indices`` and
+        ``data``), every row's columns rise strictly within ``[0, n_cols)``, ``nnz`` is below
+        2**31 - 1 and every value is finite as a float32: the caller then takes the general
+        path, which names the problem or sorts the rows.
+    """
+    cdef Py_ssize_t n_rows = indptr.shape[0] - 1, nnz = indices.shape[0], row, entry
+    cdef int pointer_falls = 0, outside = 0, nonfinite = 0, canonical = 0  # (int: see rows_are_canonical)
+    # (compared in the indices' own type: a mixed-width comparison did not vectorise)
+    cdef index_t column_bound = <index_t>n_cols
+    if (n_rows < 0 or data.shape[0] != nnz or nnz >= 2147483647 or not 0 <= n_cols < 2147483647
+            or indptr[0] != 0 or indptr[n_rows] != nnz):
+        return None
+    out_indptr = np.empty(n_rows + 1, dtype=np.int32)
+    out_indices = np.empty(nnz, dtype=np.int32)
+    out_data = np.empty(nnz, dtype=np.float32)
+    cdef int[::1] new_indptr = out_indptr
+    cdef int[::1] new_indices = out_indices
+    cdef float[::1] new_data = out_data
+    # one simple loop per job, each of which vectorises: one loop doing everything, with a branch
+    # per entry, took twice as long
     with nogil:
-        for entry in range(1, nnz):
-            descents += indices[entry] <= indices[entry - 1]
-        for row in range(1, n_rows):
-            # the first row starting at this position (empty rows before it start there too)
-            if 0 < indptr[row] < nnz and indptr[row] > indptr[row - 1]:
-                row_start_descents += indices[indptr[row]] <= indices[indptr[row] - 1]
-    return descents == row_start_descents
+        for row in range(n_rows):
+            pointer_falls += indptr[row + 1] < indptr[row]
+        for row in range(n_rows + 1):
+            new_indptr[row] = <int>indptr[row]
+        for entry in range(nnz):
+            outside += (indices[entry] < 0) | (indices[entry] >= column_bound)
+        for entry in range(nnz):
+            new_indices[entry] = <int>indices[entry]
+        for entry in range(nnz):
+            new_data[entry] = <float>data[entry]
+        for entry in range(nnz):
+            # NaN or infinite (a float64 beyond the float32 range became inf); x - x is 0 for
+            # every finite x (the build has no -ffast-math)
+            nonfinite += new_data[entry] - new_data[entry] != 0
+        if not (pointer_falls or outside or nonfinite):
+            canonical = rows_are_canonical(&new_indptr[0], &new_indices[0] if nnz > 0 else NULL, n_rows)
+    if not canonical:
+        return None
+    return out_indptr, out_indices, out_data

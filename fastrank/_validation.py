@@ -90,6 +90,9 @@ def to_csr(matrix, name, dtype=np.float32, allow_empty=False):
     if n_rows >= INT32_MAX or n_cols >= INT32_MAX:
         raise ValueError(f"{name} has shape {(n_rows, n_cols)}; each dimension must be below 2**31 - 1")
     if sp.issparse(matrix):
+        csr = _canonical_csr_in_one_pass(matrix, dtype)
+        if csr is not None:
+            return csr
         _check_sparse_structure(matrix, name)
         csr = None
         if matrix.format in ("coo", "csr") and np.dtype(dtype) == np.float32 and matrix.nnz < INT32_MAX:
@@ -111,6 +114,25 @@ def to_csr(matrix, name, dtype=np.float32, allow_empty=False):
         raise ValueError(f"{name} contains NaN or infinite values (or values too large for {csr.dtype})")
     csr.indptr = csr.indptr.astype(np.int32, copy=False)
     csr.indices = csr.indices.astype(np.int32, copy=False)
+    return csr
+
+
+def _canonical_csr_in_one_pass(matrix, dtype):
+    """``to_csr``'s result for a float32 request of a CSR matrix that is already well formed and
+    canonical, checked and copied in one pass (``_sparse.canonical_csr_arrays``); None for any
+    other input, which the general path converts or rejects with a precise message."""
+    if matrix.format != "csr" or np.dtype(dtype) != np.float32:
+        return None
+    indptr, indices, data = matrix.indptr, matrix.indices, matrix.data
+    if not (indptr.dtype == indices.dtype and indptr.dtype in (np.int32, np.int64)
+            and data.dtype in (np.float32, np.float64) and indptr.ndim == indices.ndim == data.ndim == 1
+            and indptr.flags.c_contiguous and indices.flags.c_contiguous and data.flags.c_contiguous):
+        return None
+    arrays = _sparse.canonical_csr_arrays(indptr, indices, data, matrix.shape[1])
+    if arrays is None or arrays[0].shape[0] != matrix.shape[0] + 1:
+        return None
+    csr = sp.csr_matrix(arrays[::-1], shape=matrix.shape, copy=False)
+    csr.has_canonical_format = True
     return csr
 
 

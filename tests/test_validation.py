@@ -30,6 +30,13 @@ def random_entries(rng, n_rows, n_cols, nnz):
     return rng.integers(0, n_rows, nnz), rng.integers(0, n_cols, nnz), rng.normal(size=nnz)
 
 
+def int64_csr(csr, dtype):
+    """The same matrix with int64 index arrays (scipy's constructor may make them int32)."""
+    copy = sp.csr_matrix(csr, dtype=dtype, copy=True)
+    copy.indptr, copy.indices = copy.indptr.astype(np.int64), copy.indices.astype(np.int64)
+    return copy
+
+
 @pytest.mark.parametrize("seed", range(40))
 def test_every_input_order_gives_the_canonical_csr(seed):
     rng = np.random.default_rng(seed)
@@ -50,6 +57,7 @@ def test_every_input_order_gives_the_canonical_csr(seed):
             (values[by_row].astype(np.float32), cols[by_row].astype(np.int32),
              np.searchsorted(rows[by_row], np.arange(n_rows + 1)).astype(np.int32)), shape=(n_rows, n_cols)),
         "csr integers": sp.csr_matrix(np.round(canonical.toarray() * 3).astype(np.int64)),
+        "csr int64 indices, float64": int64_csr(canonical, np.float64),
     }
     for name, matrix in inputs.items():
         result = to_csr(matrix, "x", allow_empty=True)
@@ -127,3 +135,62 @@ def test_sorted_rows_pointer_on_long_and_empty_rows():
 )
 def test_has_canonical_rows(indptr, indices, canonical):
     assert _sparse.has_canonical_rows(np.array(indptr, dtype=np.int32), np.array(indices, dtype=np.int32)) is canonical
+
+
+def canonical_example():
+    # rows: [0, 2], [], [1, 3, 4]
+    return (np.array([0, 2, 2, 5], dtype=np.int32), np.array([0, 2, 1, 3, 4], dtype=np.int32),
+            np.array([1.0, -2.0, 3.5, 0.0, 7.0]))
+
+
+@pytest.mark.parametrize("index_type", [np.int32, np.int64])
+@pytest.mark.parametrize("value_type", [np.float32, np.float64])
+def test_canonical_csr_arrays_copies_a_canonical_matrix(index_type, value_type):
+    indptr, indices, data = canonical_example()
+    out = _sparse.canonical_csr_arrays(indptr.astype(index_type), indices.astype(index_type),
+                                       data.astype(value_type), 5)
+    assert [array.dtype for array in out] == [np.int32, np.int32, np.float32]
+    for result, source in zip(out, (indptr, indices, data)):
+        np.testing.assert_array_equal(result, source)
+    empty = _sparse.canonical_csr_arrays(np.zeros(3, dtype=np.int32), np.zeros(0, dtype=np.int32),
+                                         np.zeros(0, dtype=np.float32), 4)
+    assert empty[0].tolist() == [0, 0, 0] and empty[1].shape == empty[2].shape == (0,)
+
+
+@pytest.mark.parametrize("change", [
+    "unsorted row", "repeated column", "column too large", "negative column", "nan", "inf",
+    "beyond float32", "falling indptr", "indptr past the entries", "indptr not from 0", "short data"])
+def test_canonical_csr_arrays_leaves_everything_else_to_the_general_path(change):
+    """Anything but a well-formed canonical matrix with finite float32 values gives None, and
+    to_csr then sorts the rows or names the problem as before."""
+    indptr, indices, data = canonical_example()
+    if change == "unsorted row":
+        indices[3], indices[4] = 4, 3
+    elif change == "repeated column":
+        indices[4] = 3
+    elif change == "column too large":
+        indices[4] = 5
+    elif change == "negative column":
+        indices[2] = -1
+    elif change == "nan":
+        data[1] = np.nan
+    elif change == "inf":
+        data[1] = -np.inf
+    elif change == "beyond float32":
+        data[1] = 1e39
+    elif change == "falling indptr":
+        indptr[1:3] = [3, 2]
+    elif change == "indptr past the entries":
+        indptr[3] = 6
+    elif change == "indptr not from 0":
+        indptr[0] = 1
+    elif change == "short data":
+        data = data[:-1]
+    assert _sparse.canonical_csr_arrays(indptr, indices, data, 5) is None
+    matrix = sp.csr_matrix((3, 5), dtype=np.float64)
+    matrix.indptr, matrix.indices, matrix.data = indptr, indices, data
+    if change in ("unsorted row", "repeated column"):
+        assert_canonical_copy(to_csr(matrix, "x"), matrix)
+    else:
+        with pytest.raises(ValueError, match="malformed|NaN or infinite"):
+            to_csr(matrix, "x")
