@@ -597,18 +597,19 @@ class FastRank:
             seed = int(self._rng.integers(0, 2**63))
             # The kernel walks the examples in memory order, so they are gathered shuffled.
             if stratified:
-                users, items, labels, weights, block_ranges, candidates, block_candidates, rounds, groups = (
-                    _sgd.stratified_examples(shuffle_seed, examples["user_starts"], examples["items"],
-                                             examples["labels"], examples["weights"], user_order, n_blocks,
-                                             n_items, _sgd.stratum_chunk_items(self.no_components)))
+                # k-OS samples its positives among the user's positives in the block's group (its
+                # examples are its positives, so the layout groups them as it goes)
+                kos = self.loss == "warp-kos"
+                (users, items, labels, weights, block_ranges, candidates, block_candidates, rounds, groups,
+                 group_starts, grouped_items) = _sgd.stratified_examples(
+                    shuffle_seed, examples["user_starts"], examples["items"], examples["labels"], examples["weights"],
+                    user_order, n_blocks, n_items, _sgd.stratum_chunk_items(self.no_components),
+                    group_positives=kos)
                 blocks = dict(block_ranges=block_ranges, candidate_items=candidates,
                               block_candidates=block_candidates, rounds=rounds)
-                if self.loss == "warp-kos":
-                    # k-OS samples its positives among the user's positives in the block's group
-                    starts, grouped = _sgd.grouped_positives(
-                        examples["positive_indptr"], examples["positive_indices"], candidates, block_candidates,
-                        groups)
-                    blocks.update(block_groups=groups, group_positive_starts=starts, group_positive_indices=grouped)
+                if kos:
+                    blocks.update(block_groups=groups, group_positive_starts=group_starts,
+                                  group_positive_indices=grouped_items)
             else:
                 users, items, labels, weights, block_bounds = _sgd.shuffled_examples(
                     shuffle_seed, examples["user_starts"], examples["items"], examples["labels"],

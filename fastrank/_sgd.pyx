@@ -562,6 +562,28 @@ cdef struct StratumTarget:
     float* weights
     const int* item_group
     const int64_t* cell_start        # cell (thread, round) starts at cell_start[thread * n_threads + round]
+    int* group_starts                # NULL, or where each user's examples of each group start (see
+    int* grouped_items               # stratified_examples' group_positives)
+
+
+cdef void group_user_items(const StratumSource* source, const StratumTarget* target, int user,
+                           int* fill) noexcept nogil:
+    """A counting sort of one user's examples by the group of their item, into ``grouped_items``
+    (the user's own slice of it) and ``group_starts`` (``fill``: n_threads ints of scratch)."""
+    cdef int n_groups = source.n_threads, group
+    cdef int64_t position, at = <int64_t>user * (n_groups + 1)
+    for group in range(n_groups):
+        fill[group] = 0
+    for position in range(source.user_starts[user], source.user_starts[user + 1]):
+        fill[target.item_group[source.items[position]]] += 1
+    target.group_starts[at] = <int>source.user_starts[user]
+    for group in range(n_groups):
+        target.group_starts[at + group + 1] = target.group_starts[at + group] + fill[group]
+        fill[group] = target.group_starts[at + group]
+    for position in range(source.user_starts[user], source.user_starts[user + 1]):
+        group = target.item_group[source.items[position]]
+        target.grouped_items[fill[group]] = source.items[position]
+        fill[group] += 1
 
 
 cdef int count_thread_items(const StratumSource* source, int thread, int64_t* counts) noexcept nogil:
@@ -590,13 +612,16 @@ cdef int scatter_thread(const StratumSource* source, const StratumTarget* target
     layout on MovieLens 100K at 2 threads: its random reads and writes all missed the cache.)"""
     cdef int n_threads = source.n_threads, round_, user, item
     cdef int64_t k, position, slot, start
-    cdef int64_t* filled = <int64_t*>malloc(n_threads * sizeof(int64_t))
+    cdef int64_t* filled = <int64_t*>malloc(n_threads * (sizeof(int64_t) + sizeof(int)))
+    cdef int* fill = <int*>(filled + n_threads)
     if filled == NULL:
         return 1
     for round_ in range(n_threads):
         filled[round_] = target.cell_start[thread * n_threads + round_]
     for k in range(source.thread_first_user[thread], source.thread_first_user[thread + 1]):
         user = source.user_order[k]
+        if target.group_starts != NULL:
+            group_user_items(source, target, user, fill)
         for position in range(source.user_starts[user], source.user_starts[user + 1]):
             item = source.items[position]
             round_ = target.item_group[item] - thread
@@ -733,7 +758,7 @@ cdef void group_chunks_evenly(uint64_t seed, const int64_t[:, ::1] chunk_load, i
 def stratified_examples(unsigned long long seed, const int64_t[::1] user_starts, const int[::1] items,
                         const float[::1] labels, const float[::1] weights, const int[::1] user_order,
                         int n_threads, int n_items, int chunk_items,
-                        Py_ssize_t part_examples=STRATUM_PART_EXAMPLES):
+                        Py_ssize_t part_examples=STRATUM_PART_EXAMPLES, bint group_positives=False):
     """Lay out one epoch's examples for stratified training (see the comment above).
 
     Parameters
@@ -759,6 +784,9 @@ def stratified_examples(unsigned long long seed, const int64_t[::1] user_starts,
         there must be at least ``n_threads`` runs.
     part_examples : int, default STRATUM_PART_EXAMPLES
         Target number of examples of one thread between two barriers.
+    group_positives : bool, default False
+        Also sort each user's examples by group, for WARP-kOS, whose examples are its positives
+        and which samples them among the user's positives in the block's group.
 
     Returns
     -------
@@ -780,7 +808,15 @@ def stratified_examples(unsigned long long seed, const int64_t[::1] user_starts,
         ``n_parts * n_threads``: :func:`run_epoch` runs the blocks in this many rounds of
         ``n_threads``, with a barrier after each.
     block_groups : int32 array of shape (n_blocks,)
-        The group of each block's candidates (for :func:`grouped_positives` and WARP-kOS).
+        The group of each block's candidates.
+    group_starts : int32 array of shape (n_users * (n_threads + 1),), or None
+        With ``group_positives``: user ``u``'s examples whose item is in group ``g`` are
+        ``grouped_items[group_starts[u * (n_threads + 1) + g]:group_starts[u * (n_threads + 1)
+        + g + 1]]`` (:func:`run_epoch`'s ``group_positive_starts``); else None.
+    grouped_items : int32 array of shape (n_examples,), or None
+        With ``group_positives``: the examples' items, user by user (in id order, each at its
+        own ``user_starts`` range) and group by group within a user, in their order there
+        (:func:`run_epoch`'s ``group_positive_indices``); else None.
 
     The groups are balanced by number of examples, greedily, visiting the chunks in a random
     order, so that the threads of a round have about the same work and no pair of items is
@@ -801,6 +837,8 @@ def stratified_examples(unsigned long long seed, const int64_t[::1] user_starts,
         raise ValueError("the example arrays must have the same length")
     if user_starts.shape[0] != n_users + 1:
         raise ValueError("user_starts must have one entry more than user_order")
+    if group_positives and n >= 2147483647:
+        raise ValueError("grouping the positives needs fewer than 2**31 - 1 examples")
     if check_bounds(&user_starts[0], n_users, n):
         raise ValueError("user_starts must rise from 0 to the number of examples")
     seen = np.empty(max(n_users, 1), dtype=np.uint8)
@@ -896,6 +934,20 @@ def stratified_examples(unsigned long long seed, const int64_t[::1] user_starts,
     target.weights = &w[0] if n > 0 and weights is not None else NULL
     target.item_group = &item_group[0]
     target.cell_start = &cell_start[0]
+    target.group_starts = NULL
+    target.grouped_items = NULL
+    group_starts = grouped_items = None
+    cdef int[::1] starts_view
+    cdef int[::1] grouped_view
+    if group_positives:
+        group_starts = np.zeros(n_users * (n_threads + 1), dtype=np.int32)
+        grouped_items = np.empty(n, dtype=np.int32)
+        starts_view = group_starts
+        if n_users > 0:
+            target.group_starts = &starts_view[0]
+        if n > 0:
+            grouped_view = grouped_items
+            target.grouped_items = &grouped_view[0]
     with nogil, parallel(num_threads=n_threads):
         for thread in prange(n_threads, schedule="static", chunksize=1):
             if scatter_thread(&source, &target, thread, block_seed(seed, n_threads, thread)):
@@ -928,85 +980,7 @@ def stratified_examples(unsigned long long seed, const int64_t[::1] user_starts,
         candidate_ranges[block, 0] = group_start[group]
         candidate_ranges[block, 1] = group_start[group + 1]
     return (out_users, out_items, out_labels, out_weights, block_ranges, candidate_items, block_candidates,
-            n_parts * n_threads, block_groups)
-
-
-cdef void group_user_positives(const int* indptr, const int* positives, const int* item_group, int n_groups,
-                               int user, int* fill, int* starts, int* grouped) noexcept nogil:
-    """One user's part of :func:`grouped_positives` (``fill``: n_groups ints of scratch)."""
-    cdef Py_ssize_t at = <Py_ssize_t>user * (n_groups + 1), i
-    cdef int group
-    for group in range(n_groups):
-        fill[group] = 0
-    for i in range(indptr[user], indptr[user + 1]):
-        fill[item_group[positives[i]]] += 1
-    starts[at] = indptr[user]
-    for group in range(n_groups):
-        starts[at + group + 1] = starts[at + group] + fill[group]
-        fill[group] = starts[at + group]
-    for i in range(indptr[user], indptr[user + 1]):
-        group = item_group[positives[i]]
-        grouped[fill[group]] = positives[i]
-        fill[group] += 1
-
-
-def grouped_positives(const int[::1] positive_indptr, const int[::1] positive_indices,
-                      const int[::1] candidate_items, const int64_t[:, ::1] block_candidates,
-                      const int[::1] block_groups):
-    """Each user's positives, group by group, for stratified WARP-kOS (:func:`run_epoch`).
-
-    Parameters
-    ----------
-    positive_indptr, positive_indices : int32 arrays of shapes (n_users + 1,) and (n_positives,)
-        CSR of the positive interactions.
-    candidate_items, block_candidates, block_groups
-        The groups, as :func:`stratified_examples` returns them: block ``b``'s group
-        ``block_groups[b]`` holds ``candidate_items[block_candidates[b, 0]:block_candidates[b, 1]]``.
-
-    Returns
-    -------
-    starts : int32 array of shape (n_users * (n_groups + 1),)
-        User ``u``'s positives in group ``g`` are
-        ``indices[starts[u * (n_groups + 1) + g]:starts[u * (n_groups + 1) + g + 1]]``.
-    indices : int32 array of shape (n_positives,)
-        The positives, user by user and, within a user, group by group (in CSR order within
-        a group).
-    """
-    cdef Py_ssize_t n_users = positive_indptr.shape[0] - 1, n_positives = positive_indices.shape[0]
-    cdef Py_ssize_t n_items = candidate_items.shape[0], i
-    cdef int n_groups = 0, user, block
-    for block in range(block_groups.shape[0]):
-        n_groups = max(n_groups, block_groups[block] + 1)
-    item_group_array = np.full(n_items, -1, dtype=np.int32)
-    cdef int[::1] item_group = item_group_array
-    for block in range(block_groups.shape[0]):
-        for i in range(block_candidates[block, 0], block_candidates[block, 1]):
-            item_group[candidate_items[i]] = block_groups[block]
-    if n_groups < 1 or (item_group_array < 0).any():
-        raise ValueError("every item must belong to one group")
-    starts_array = np.zeros(n_users * (n_groups + 1), dtype=np.int32)
-    indices_array = np.empty(n_positives, dtype=np.int32)
-    cdef int[::1] starts = starts_array
-    cdef int[::1] indices = indices_array
-    cdef int* fill
-    cdef int[1] failed
-    failed[0] = 0
-    if n_users == 0:
-        return starts_array, indices_array
-    # users in parallel (each writes its own slices); a counting sort of each user's row by group
-    with nogil, parallel(num_threads=n_groups):
-        fill = <int*>malloc(n_groups * sizeof(int))
-        if fill == NULL:
-            failed[0] = 1
-        for user in prange(n_users, schedule="static"):
-            if fill != NULL:
-                group_user_positives(&positive_indptr[0], &positive_indices[0] if n_positives > 0 else NULL,
-                                     &item_group[0], n_groups, user, fill, &starts[0],
-                                     &indices[0] if n_positives > 0 else NULL)
-        free(fill)
-    if failed[0]:
-        raise MemoryError("fastrank could not allocate the grouping of the positives")
-    return starts_array, indices_array
+            n_parts * n_threads, block_groups, group_starts, grouped_items)
 
 
 cdef struct Model:
@@ -1835,7 +1809,7 @@ def run_epoch(int loss,
         ``[0, n_groups)``.
     group_positive_starts, group_positive_indices : int32 arrays, optional
         WARP-kOS with candidate blocks: each user's positives, group by group, as
-        :func:`grouped_positives` returns them; a block samples its k-OS positives among its
+        :func:`stratified_examples` groups them; a block samples its k-OS positives among its
         user's positives in its group.
 
     Returns

@@ -56,7 +56,7 @@ def cells_of(out, n_threads):
 @pytest.mark.parametrize("n_threads", [2, 3, 5])
 def test_layout_is_a_permutation_into_disjoint_cells(n_threads):
     (users, items, labels, weights, user_starts, user_order), out = layout(n_threads=n_threads, part_examples=300)
-    out_users, out_items, out_labels, out_weights, block_ranges, candidates, block_candidates, rounds, groups = out
+    out_users, out_items, out_labels, out_weights, block_ranges, candidates, block_candidates, rounds, groups, *_ = out
     # the same examples, each with its own label and weight
     before = sorted(zip(users.tolist(), items.tolist(), labels.tolist(), weights.tolist()))
     after = sorted(zip(out_users.tolist(), out_items.tolist(), out_labels.tolist(), out_weights.tolist()))
@@ -102,7 +102,7 @@ def test_threads_own_whole_users_and_about_equal_shares():
 
 def test_cells_are_shuffled_and_cut_in_equal_parts():
     (users, items, _, _, user_starts, user_order), out = layout(with_values=False, part_examples=400)
-    out_users, out_items, out_labels, out_weights, block_ranges, candidates, block_candidates, rounds, groups = out
+    out_users, out_items, out_labels, out_weights, block_ranges, candidates, block_candidates, rounds, groups, *_ = out
     assert out_labels is None and out_weights is None
     n_threads = 2
     assert rounds // n_threads > 1
@@ -132,7 +132,7 @@ def test_cells_are_shuffled_and_cut_in_equal_parts():
 def test_groups_are_runs_of_consecutive_items_balanced_by_examples():
     chunk = 8
     (_, items, _, _, _, _), out = layout(n_items=400, n_examples=40000, chunk_items=chunk, skew=1.0, seed=3)
-    _, _, _, _, _, candidates, block_candidates, _, _ = out
+    candidates, block_candidates = out[5], out[6]
     group_of = np.empty(400, dtype=np.int64)
     for block in range(2):
         start, stop = block_candidates[block]
@@ -158,7 +158,7 @@ def test_groups_change_with_the_seed():
     groupings = set()
     (users, items, labels, weights, user_starts, user_order), _ = layout(seed=0)
     for seed in range(6):
-        _, _, _, _, _, candidates, block_candidates, _, _ = _sgd.stratified_examples(
+        _, _, _, _, _, candidates, block_candidates, *_ = _sgd.stratified_examples(
             seed, user_starts, items, labels, weights, user_order, 2, 200, 4)
         start, stop = block_candidates[0]
         groupings.add(frozenset(candidates[start:stop].tolist()))
@@ -330,9 +330,8 @@ def test_run_epoch_rejects_bad_candidate_blocks(monkeypatch):
     with pytest.raises(ValueError, match="needs block_groups"):
         _sgd.run_epoch(**kos, **good)
     n_users = arguments["positive_indptr"].shape[0] - 1
-    starts, grouped = _sgd.grouped_positives(arguments["positive_indptr"], arguments["positive_indices"],
-                                             good["candidate_items"], good["block_candidates"],
-                                             np.array([0, 1], dtype=np.int32))
+    starts, grouped = grouped_by_reference(arguments["positive_indptr"], arguments["positive_indices"],
+                                           np.repeat([0, 1], 80))
     grouped_arguments = dict(good, block_groups=np.array([0, 1], dtype=np.int32), group_positive_starts=starts,
                              group_positive_indices=grouped)
     _sgd.run_epoch(**kos, **grouped_arguments)  # accepted
@@ -399,26 +398,34 @@ def test_strata_accuracy_matches_one_thread(movielens_split):
     assert abs(p2 - p1) < 0.01 and abs(auc2 - auc1) < 0.005
 
 
-def test_grouped_positives():
-    rng = np.random.default_rng(1)
-    positives = sp.random(30, 40, density=0.2, format="csr", random_state=2)
-    positives.sort_indices()
-    indptr, indices = positives.indptr.astype(np.int32), positives.indices.astype(np.int32)
-    groups_of_items = rng.integers(0, 3, 40)
-    candidates = np.argsort(groups_of_items, kind="stable").astype(np.int32)
-    bounds = np.searchsorted(groups_of_items[candidates], [0, 1, 2, 3])
-    block_candidates = np.array([[bounds[g], bounds[g + 1]] for g in (2, 0, 1)], dtype=np.int64)
-    block_groups = np.array([2, 0, 1], dtype=np.int32)
-    starts, grouped = _sgd.grouped_positives(indptr, indices, candidates, block_candidates, block_groups)
-    assert starts.shape == (30 * 4,)
-    for user in range(30):
+def grouped_by_reference(indptr, indices, group_of_items):
+    """Each user's items, group by group (in CSR order within a group), and where each starts."""
+    n_groups = int(group_of_items.max()) + 1
+    starts, grouped = [], []
+    for user in range(indptr.shape[0] - 1):
         row = indices[indptr[user]:indptr[user + 1]]
-        for group in range(3):
-            at = user * 4 + group
-            np.testing.assert_array_equal(grouped[starts[at]:starts[at + 1]], row[groups_of_items[row] == group])
-        assert starts[user * 4] == indptr[user] and starts[user * 4 + 3] == indptr[user + 1]
-    with pytest.raises(ValueError, match="one group"):
-        _sgd.grouped_positives(indptr, indices, candidates, block_candidates[:2], block_groups[:2])
+        for group in range(n_groups):
+            starts.append(indptr[user] + sum(np.count_nonzero(group_of_items[row] == g) for g in range(group)))
+            grouped.extend(row[group_of_items[row] == group].tolist())
+        starts.append(indptr[user + 1])
+    return np.array(starts, dtype=np.int32), np.array(grouped, dtype=np.int32)
+
+
+@pytest.mark.parametrize("n_threads", [2, 3])
+def test_layout_groups_each_users_positives(n_threads):
+    """group_positives=True: each user's examples sorted by group, as run_epoch's k-OS reads them."""
+    (users, items, _, _, user_starts, user_order), _ = layout(n_threads=n_threads, with_values=False)
+    out = _sgd.stratified_examples(7, user_starts, items, None, None, user_order, n_threads, 200, 4,
+                                   group_positives=True)
+    candidates, block_candidates, groups, starts, grouped = out[5], out[6], out[8], out[9], out[10]
+    group_of = np.empty(200, dtype=np.int64)
+    for block in range(groups.shape[0]):
+        group_of[candidates[block_candidates[block, 0]:block_candidates[block, 1]]] = groups[block]
+    expected_starts, expected_grouped = grouped_by_reference(user_starts, items, group_of)
+    np.testing.assert_array_equal(starts, expected_starts)
+    np.testing.assert_array_equal(grouped, expected_grouped)
+    ungrouped = _sgd.stratified_examples(7, user_starts, items, None, None, user_order, n_threads, 200, 4)
+    assert ungrouped[9] is None and ungrouped[10] is None
 
 
 @needs_openmp
