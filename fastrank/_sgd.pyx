@@ -22,7 +22,7 @@ from fastrank._common cimport (
     FASTRANK_HAVE_OPENMP, FASTRANK_PREFETCH, FeatureSide, fastrank_adagrad_row, fastrank_adadelta_row, fastrank_sgd_row, fastrank_pairwise_gradients,
     fastrank_detect_cpu, fastrank_simd_level, fastrank_sorted_contains, fastrank_rank_key, fastrank_key_score,
     fastrank_key_item, fastrank_kth_key, Sampler, sampler_init, sampler_start_example, example_stream, stream_draw, draw_below, peek_below,
-    prefetch_floats,
+    prefetch_floats, rows_are_canonical,
     dot, representation, scored_representation, fastrank_score_rows, point_feature_rows,
 )
 
@@ -1080,9 +1080,19 @@ cdef inline void apply_gradient(const Model* model, FeatureSide* side, int row, 
                        gradient, bias_gradient, with_bias)
 
 
-cdef inline int is_positive(const Model* model, int user, int item) noexcept nogil:
-    """Whether ``item`` is among the user's (sorted) positive items."""
-    cdef int start = model.positive_indptr[user]
+cdef inline int is_positive(const Model* model, const Workspace* work, int user, int item) noexcept nogil:
+    """Whether ``item`` is among the user's (sorted) positive items. In stratified k-OS, whose
+    candidates all come from the block's group, the search is among the user's positives in that
+    group: a shorter list, which the step has just read to sample its positives (the search of
+    all the user's positives, cold in the cache, took a quarter of the negative draws' time)."""
+    cdef int start
+    cdef Py_ssize_t at
+    if model.group_positive_starts != NULL:
+        at = <Py_ssize_t>user * (model.n_groups + 1) + work.group
+        start = model.group_positive_starts[at]
+        return fastrank_sorted_contains(model.group_positive_indices + start,
+                                        model.group_positive_starts[at + 1] - start, item)
+    start = model.positive_indptr[user]
     return fastrank_sorted_contains(model.positive_indices + start, model.positive_indptr[user + 1] - start, item)
 
 
@@ -1149,7 +1159,7 @@ cdef inline int draw_negative(Model* model, Workspace* work, int user) noexcept 
     cdef int tries, negative
     for tries in range(BPR_TRIES):
         negative = draw_candidate(model, work)
-        if not is_positive(model, user, negative):
+        if not is_positive(model, work, user, negative):
             return negative
     return -1
 
@@ -1319,7 +1329,7 @@ cdef inline void warp_against(Model* model, Workspace* work, int user, const flo
                                        work.negative_buffer, &negative_bias)
         negative_score = dot(user_repr, negative_repr, model.no_components) + negative_bias
         if negative_score > positive_score - ONE:
-            if is_positive(model, user, negative):
+            if is_positive(model, work, user, negative):
                 continue
             # log of the rank estimated from the number of draws needed to find a violator
             loss = floorf(<float>((model.n_items - 1) // sampled))
@@ -1722,9 +1732,15 @@ cdef int check_grouped_positives(const int[::1] block_groups, const int[::1] sta
     for i in range(1, starts.shape[0]):
         if starts[i] < starts[i - 1] or (i % (n_groups + 1) == 0 and starts[i] != starts[i - 1]):
             raise ValueError("group_positive_starts must rise, each user's last group ending where the next user's starts")
+    # (counted, not raised at the first: the loop then vectorises; it runs every epoch)
+    cdef int outside = 0
     for i in range(indices.shape[0]):
-        if not 0 <= indices[i] < n_items:
-            raise ValueError(f"group_positive_indices must be item ids below {n_items}")
+        outside += (indices[i] < 0) | (indices[i] >= n_items)
+    if outside:
+        raise ValueError(f"group_positive_indices must be item ids below {n_items}")
+    # is_positive searches a user's positives in the block's group
+    if indices.shape[0] > 0 and not rows_are_canonical(&starts[0], &indices[0], starts.shape[0] - 1):
+        raise ValueError("group_positive_indices must be sorted, without repeats, within each user's group")
     return <int>n_groups
 
 

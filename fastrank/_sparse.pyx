@@ -5,12 +5,14 @@ scipy's COO -> CSR conversion scatters every entry and ``sum_duplicates`` then s
 even when the input is already in order, which is the usual case (a COO made from a CSR, or a
 split of one; a CSR from scipy). These kernels tell, in passes that vectorise, whether it is:
 then the CSR is the input's own arrays (copied) and its row pointer. Input out of order goes
-through scipy as before. The caller range-checks the indices first.
+through scipy as before. ``canonical_csr_arrays`` checks a CSR matrix's structure itself; for the
+others the caller range-checks the indices first.
 """
 
 import numpy as np
-from libc.math cimport isfinite
 from libc.stdint cimport int64_t
+
+from fastrank._common cimport rows_are_canonical
 
 
 def sorted_rows_pointer(const int[::1] rows, int n_rows):
@@ -75,22 +77,6 @@ def has_canonical_rows(const int[::1] indptr, const int[::1] indices):
     with nogil:
         canonical = rows_are_canonical(&indptr[0], &indices[0] if indices.shape[0] > 0 else NULL, n_rows)
     return bool(canonical)
-
-
-cdef int rows_are_canonical(const int* indptr, const int* indices, Py_ssize_t n_rows) noexcept nogil:
-    """1 when every row's columns rise strictly; ``indptr`` rises from 0 to the entry count."""
-    cdef Py_ssize_t row, entry, nnz = indptr[n_rows]
-    # (int counters: at most nnz < 2**31 entries, and they vectorise twice as wide)
-    cdef int falls = 0, falls_at_row_starts = 0
-    # In canonical rows the columns fall only where a row starts: count every fall (one pass
-    # over the entries, without a branch), then those at the first entry of a row.
-    for entry in range(1, nnz):
-        falls += indices[entry] <= indices[entry - 1]
-    for row in range(1, n_rows):
-        # the first row starting at this position (empty rows before it start there too)
-        if 0 < indptr[row] < nnz and indptr[row] > indptr[row - 1]:
-            falls_at_row_starts += indices[indptr[row]] <= indices[indptr[row] - 1]
-    return falls == falls_at_row_starts
 
 
 ctypedef fused index_t:

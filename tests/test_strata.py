@@ -301,6 +301,14 @@ def test_negatives_come_from_the_blocks_candidates(monkeypatch):
     assert moved.size > 10 and set(moved.tolist()) <= set(group.tolist())
 
 
+def unsorted_within_a_group(starts, grouped):
+    """``grouped`` with the first two positives of the first (user, group) slice that has two swapped."""
+    at = next(i for i in range(starts.shape[0] - 1) if starts[i + 1] - starts[i] >= 2)
+    swapped = grouped.copy()
+    swapped[starts[at]], swapped[starts[at] + 1] = grouped[starts[at] + 1], grouped[starts[at]]
+    return swapped
+
+
 def test_run_epoch_rejects_bad_candidate_blocks(monkeypatch):
     calls = captured_epochs(monkeypatch)
     interactions = strata_interactions()
@@ -341,6 +349,7 @@ def test_run_epoch_rejects_bad_candidate_blocks(monkeypatch):
         (dict(grouped_arguments, group_positive_starts=starts[:-1]), "offsets per user"),
         (dict(grouped_arguments, group_positive_starts=starts[::-1].copy()), "rise"),
         (dict(grouped_arguments, group_positive_indices=np.full_like(grouped, 999)), "item ids"),
+        (dict(grouped_arguments, group_positive_indices=unsorted_within_a_group(starts, grouped)), "sorted"),
     ]
     for bad, message in bad_kos:
         with pytest.raises(ValueError, match=message):
