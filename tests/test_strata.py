@@ -234,6 +234,22 @@ def test_fit_trains_in_strata_on_several_threads(monkeypatch, loss):
     assert "candidate_items" not in calls[0]
 
 
+@needs_openmp
+@pytest.mark.parametrize("loss", ["warp", "warp-kos", "bpr", "logistic"])
+def test_only_warp_losses_cut_cells_into_parts(monkeypatch, loss):
+    """WARP and WARP-kOS lose precision when a user meets one group for long, so their cells are
+    cut into parts of about STRATUM_PART_EXAMPLES; logistic and BPR train whole cells."""
+    calls = captured_epochs(monkeypatch)
+    interactions = random_interactions(n_users=1000, n_items=200, density=0.2, negatives=loss == "logistic")
+    strata_model(loss).fit(interactions, epochs=1, num_threads=2)
+    cells_of_examples = calls[0]["example_users"].shape[0] / 4  # 2 threads x 2 groups
+    if loss.startswith("warp"):
+        assert abs(calls[0]["rounds"] / 2 - cells_of_examples / _sgd.STRATUM_PART_EXAMPLES) < 1
+        assert calls[0]["rounds"] >= 4
+    else:
+        assert calls[0]["rounds"] == 2
+
+
 @pytest.mark.parametrize("case", ["pos2neg2", "item features", "large model", "few items", "few examples"])
 def test_fit_keeps_hogwild_where_strata_do_not_apply(monkeypatch, case):
     calls = captured_epochs(monkeypatch)
