@@ -613,9 +613,10 @@ cdef int scatter_thread(const StratumSource* source, const StratumTarget* target
     cdef int n_threads = source.n_threads, round_, user, item
     cdef int64_t k, position, slot, start
     cdef int64_t* filled = <int64_t*>malloc(n_threads * (sizeof(int64_t) + sizeof(int)))
-    cdef int* fill = <int*>(filled + n_threads)
+    cdef int* fill  # group_user_items' scratch, after the cells' fill counters
     if filled == NULL:
         return 1
+    fill = <int*>(filled + n_threads)
     for round_ in range(n_threads):
         filled[round_] = target.cell_start[thread * n_threads + round_]
     for k in range(source.thread_first_user[thread], source.thread_first_user[thread + 1]):

@@ -90,7 +90,7 @@ def to_csr(matrix, name, dtype=np.float32, allow_empty=False):
     if n_rows >= INT32_MAX or n_cols >= INT32_MAX:
         raise ValueError(f"{name} has shape {(n_rows, n_cols)}; each dimension must be below 2**31 - 1")
     if sp.issparse(matrix):
-        csr = _canonical_csr_in_one_pass(matrix, dtype)
+        csr = _canonical_csr_copy(matrix, dtype)
         if csr is not None:
             return csr
         _check_sparse_structure(matrix, name)
@@ -117,9 +117,9 @@ def to_csr(matrix, name, dtype=np.float32, allow_empty=False):
     return csr
 
 
-def _canonical_csr_in_one_pass(matrix, dtype):
+def _canonical_csr_copy(matrix, dtype):
     """``to_csr``'s result for a float32 request of a CSR matrix that is already well formed and
-    canonical, checked and copied in one pass (``_sparse.canonical_csr_arrays``); None for any
+    canonical, checked and copied by one C call (``_sparse.canonical_csr_arrays``); None for any
     other input, which the general path converts or rejects with a precise message."""
     if matrix.format != "csr" or np.dtype(dtype) != np.float32:
         return None
@@ -131,7 +131,8 @@ def _canonical_csr_in_one_pass(matrix, dtype):
     arrays = _sparse.canonical_csr_arrays(indptr, indices, data, matrix.shape[1])
     if arrays is None or arrays[0].shape[0] != matrix.shape[0] + 1:
         return None
-    csr = sp.csr_matrix(arrays[::-1], shape=matrix.shape, copy=False)
+    indptr, indices, data = arrays
+    csr = sp.csr_matrix((data, indices, indptr), shape=matrix.shape, copy=False)
     csr.has_canonical_format = True
     return csr
 
