@@ -207,17 +207,18 @@ cdef inline const float* scored_representation(const FeatureSide* side, int row,
 
 # CSR rows (or any runs given by a rising pointer array)
 cdef inline int rows_are_canonical(const int* indptr, const int* indices, Py_ssize_t n_rows) noexcept nogil:
-    """1 when every row's columns rise strictly (sorted, no duplicates); ``indptr`` (``n_rows + 1``
-    entries) rises from 0 to the entry count."""
-    cdef Py_ssize_t row, entry, nnz = indptr[n_rows]
+    """1 when every row's columns rise strictly (sorted, no duplicates). ``indptr`` (``n_rows + 1``
+    entries, rising) bounds the rows' entries in ``indices``, from ``indptr[0]`` (0 for a whole
+    matrix; a run of rows in the middle of one starts later) to ``indptr[n_rows]``."""
+    cdef Py_ssize_t row, entry, first = indptr[0], stop = indptr[n_rows]
     # (int counters: at most nnz < 2**31 entries, and they vectorise twice as wide)
     cdef int falls = 0, falls_at_row_starts = 0
     # In canonical rows the columns fall only where a row starts: count every fall (one pass
     # over the entries, without a branch), then those at the first entry of a row.
-    for entry in range(1, nnz):
+    for entry in range(first + 1, stop):
         falls += indices[entry] <= indices[entry - 1]
     for row in range(1, n_rows):
         # the first row starting at this position (empty rows before it start there too)
-        if 0 < indptr[row] < nnz and indptr[row] > indptr[row - 1]:
+        if first < indptr[row] < stop and indptr[row] > indptr[row - 1]:
             falls_at_row_starts += indices[indptr[row]] <= indices[indptr[row] - 1]
     return falls == falls_at_row_starts

@@ -39,7 +39,7 @@ def is_finite_real(value):
         return False
 
 
-def to_csr(matrix, name, dtype=np.float32, allow_empty=False):
+def to_csr(matrix, name, dtype=np.float32, allow_empty=False, num_threads=1):
     """Convert a sparse matrix or dense 2-D array to canonical CSR (float32 by default).
 
     Parameters
@@ -52,6 +52,8 @@ def to_csr(matrix, name, dtype=np.float32, allow_empty=False):
         Value type of the result; None keeps the input's.
     allow_empty : bool, default False
         Accept a dimension of size 0.
+    num_threads : int, default 1
+        Threads that check and copy a canonical CSR input (``_sparse.canonical_csr_arrays``).
 
     Returns
     -------
@@ -90,7 +92,7 @@ def to_csr(matrix, name, dtype=np.float32, allow_empty=False):
     if n_rows >= INT32_MAX or n_cols >= INT32_MAX:
         raise ValueError(f"{name} has shape {(n_rows, n_cols)}; each dimension must be below 2**31 - 1")
     if sp.issparse(matrix):
-        csr = _canonical_csr_copy(matrix, dtype)
+        csr = _canonical_csr_copy(matrix, dtype, num_threads)
         if csr is not None:
             return csr
         _check_sparse_structure(matrix, name)
@@ -117,7 +119,7 @@ def to_csr(matrix, name, dtype=np.float32, allow_empty=False):
     return csr
 
 
-def _canonical_csr_copy(matrix, dtype):
+def _canonical_csr_copy(matrix, dtype, num_threads):
     """``to_csr``'s result for a float32 request of a CSR matrix that is already well formed and
     canonical, checked and copied by one C call (``_sparse.canonical_csr_arrays``); None for any
     other input, which the general path converts or rejects with a precise message."""
@@ -128,7 +130,7 @@ def _canonical_csr_copy(matrix, dtype):
             and data.dtype in (np.float32, np.float64) and indptr.ndim == indices.ndim == data.ndim == 1
             and indptr.flags.c_contiguous and indices.flags.c_contiguous and data.flags.c_contiguous):
         return None
-    arrays = _sparse.canonical_csr_arrays(indptr, indices, data, matrix.shape[1])
+    arrays = _sparse.canonical_csr_arrays(indptr, indices, data, matrix.shape[1], num_threads)
     if arrays is None or arrays[0].shape[0] != matrix.shape[0] + 1:
         return None
     indptr, indices, data = arrays
@@ -185,9 +187,10 @@ def _check_sparse_structure(matrix, name, source_format=None):
         raise ValueError(f"{name} is a malformed {source_format or matrix.format} matrix: {error}") from None
 
 
-def check_interactions(interactions, name="interactions"):
-    """Canonical CSR of an interaction matrix that must have at least one entry."""
-    csr = to_csr(interactions, name)
+def check_interactions(interactions, name="interactions", num_threads=1):
+    """Canonical CSR of an interaction matrix that must have at least one entry (``num_threads``:
+    see :func:`to_csr`)."""
+    csr = to_csr(interactions, name, num_threads=num_threads)
     if csr.nnz == 0:
         raise ValueError(f"{name} has no entries")
     return csr

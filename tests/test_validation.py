@@ -194,3 +194,30 @@ def test_canonical_csr_arrays_leaves_everything_else_to_the_general_path(change)
     else:
         with pytest.raises(ValueError, match="malformed|NaN or infinite"):
             to_csr(matrix, "x")
+
+
+@pytest.mark.parametrize("num_threads", [1, 2, 3, 8])
+def test_canonical_csr_arrays_on_several_threads(num_threads):
+    """Runs of rows checked and copied by several threads (a matrix large enough for them): the
+    same arrays as one thread, and a bad entry in any thread's run still gives None."""
+    matrix = sp.random(600, 300, density=0.4, format="csr", dtype=np.float64, random_state=3)
+    matrix.sort_indices()
+    indptr, indices, data = matrix.indptr, matrix.indices, matrix.data
+    assert indices.shape[0] >= 4 * 16384  # enough entries for every thread count here to split
+    out = _sparse.canonical_csr_arrays(indptr, indices, data, 300, num_threads)
+    for result, source in zip(out, (indptr, indices, data.astype(np.float32))):
+        np.testing.assert_array_equal(result, source)
+    for at in (0, indices.shape[0] // 3, indices.shape[0] // 2 + 7, indices.shape[0] - 1):
+        bad_value = data.copy()
+        bad_value[at] = np.nan
+        assert _sparse.canonical_csr_arrays(indptr, indices, bad_value, 300, num_threads) is None
+        bad_column = indices.copy()
+        bad_column[at] = 300
+        assert _sparse.canonical_csr_arrays(indptr, bad_column, data, 300, num_threads) is None
+        row = np.searchsorted(indptr, at, side="right") - 1
+        if indptr[row + 1] - indptr[row] >= 2:  # a row out of order
+            unsorted = indices.copy()
+            unsorted[indptr[row]:indptr[row + 1]] = unsorted[indptr[row]:indptr[row + 1]][::-1]
+            assert _sparse.canonical_csr_arrays(indptr, unsorted, data, 300, num_threads) is None
+    converted = to_csr(matrix, "x", num_threads=num_threads)
+    np.testing.assert_array_equal(converted.toarray(), matrix.toarray().astype(np.float32))
