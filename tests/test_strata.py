@@ -112,7 +112,8 @@ def test_cells_are_shuffled_and_cut_in_equal_parts():
         group_of[candidates[start:stop]] = groups[block]
     owner = thread_of_users(user_starts, user_order, n_threads)
     _, again = layout(with_values=False, part_examples=400)
-    _, other_seed = layout(with_values=False, part_examples=400, seed=1)
+    # the same examples and user order under another seed: other groups, and other orders
+    other_seed = _sgd.stratified_examples(1, user_starts, items, None, None, user_order, 2, 200, 4, 400)
     for (thread, round_), parts in cells_of(out, n_threads).items():
         sizes = [part.shape[0] for part in parts]
         assert max(sizes) - min(sizes) <= 1
@@ -127,6 +128,7 @@ def test_cells_are_shuffled_and_cut_in_equal_parts():
         assert np.count_nonzero(np.diff(out_users[cell]) != 0) > cell.shape[0] // 2
         np.testing.assert_array_equal(again[0][cell], out_users[cell])
     assert not np.array_equal(other_seed[0], out_users)
+    assert sorted(zip(other_seed[0].tolist(), other_seed[1].tolist())) == sorted(zip(users.tolist(), items.tolist()))
 
 
 def test_groups_are_runs_of_consecutive_items_balanced_by_examples():
