@@ -104,13 +104,17 @@ cdef Py_ssize_t prefetch_above_bytes = DEFAULT_PREFETCH_ABOVE_BYTES
 MAX_BPR_TRIES = BPR_TRIES
 
 
+cdef Py_ssize_t swap_threshold(Py_ssize_t* threshold, Py_ssize_t default, Py_ssize_t size_bytes) noexcept:
+    """Set a size threshold (-1: its default) and return the previous one (the test hooks)."""
+    cdef Py_ssize_t previous = threshold[0]
+    threshold[0] = default if size_bytes < 0 else size_bytes
+    return previous
+
+
 def set_prefetch_threshold(Py_ssize_t size_bytes):
     """Test hook: prefetch only for models of more than ``size_bytes`` bytes of parameters and
     optimizer state (0: always; -1 restores the default). Returns the previous threshold."""
-    global prefetch_above_bytes
-    previous = prefetch_above_bytes
-    prefetch_above_bytes = DEFAULT_PREFETCH_ABOVE_BYTES if size_bytes < 0 else size_bytes
-    return previous
+    return swap_threshold(&prefetch_above_bytes, DEFAULT_PREFETCH_ABOVE_BYTES, size_bytes)
 
 
 cdef Py_ssize_t side_bytes(tuple parameters):
@@ -340,19 +344,20 @@ cdef int check_ranges(const int64_t[:, ::1] ranges, Py_ssize_t n) noexcept nogil
     return 0
 
 
-cdef int check_user_order(const int* user_order, Py_ssize_t n_users, unsigned char* seen) noexcept nogil:
-    """0 when ``user_order`` is a permutation of ``0 .. n_users - 1``; else 1. ``seen`` is scratch
-    of ``n_users`` bytes."""
-    cdef Py_ssize_t i
-    cdef int user
-    for i in range(n_users):
-        seen[i] = 0
-    for i in range(n_users):
-        user = user_order[i]
-        if user < 0 or user >= n_users or seen[user]:
-            return 1
-        seen[user] = 1
-    return 0
+cdef void check_user_order(const int[::1] user_order) except *:
+    """Raise ValueError unless ``user_order`` is a permutation of ``0 .. n_users - 1``."""
+    cdef Py_ssize_t i, n_users = user_order.shape[0]
+    cdef int user, failed = 0
+    cdef unsigned char[::1] seen = np.zeros(max(n_users, 1), dtype=np.uint8)
+    with nogil:
+        for i in range(n_users):
+            user = user_order[i]
+            if user < 0 or user >= n_users or seen[user]:
+                failed = 1
+                break
+            seen[user] = 1
+    if failed:
+        raise ValueError("user_order must be a permutation of the user ids")
 
 
 cdef inline void fill_ints(int* out, Py_ssize_t count, int value) noexcept nogil:
@@ -438,7 +443,7 @@ def shuffled_examples(unsigned long long seed, const int64_t[::1] user_starts, c
     cdef Py_ssize_t n = items.shape[0]
     cdef Py_ssize_t n_users = user_starts.shape[0] - 1
     cdef Py_ssize_t start, stop
-    cdef int block, failed = 0
+    cdef int block
     if (labels is not None and labels.shape[0] != n) or (weights is not None and weights.shape[0] != n):
         raise ValueError("the example arrays must have the same length")
     if n_blocks < 1:
@@ -460,13 +465,8 @@ def shuffled_examples(unsigned long long seed, const int64_t[::1] user_starts, c
     cdef float[::1] w
     cdef float* label_pointer = NULL
     cdef float* weight_pointer = NULL
-    cdef unsigned char[::1] seen
     if user_order is not None:
-        seen = np.empty(max(n_users, 1), dtype=np.uint8)
-        with nogil:
-            failed = check_user_order(&user_order[0] if n_users > 0 else NULL, n_users, &seen[0])
-        if failed:
-            raise ValueError("user_order must be a permutation of the user ids")
+        check_user_order(user_order)
     cdef const int64_t[::1] cuts = bounds
     if n == 0:
         return out_users, out_items, out_labels, out_weights, bounds
@@ -533,10 +533,7 @@ cdef Py_ssize_t strata_up_to_bytes = DEFAULT_STRATA_UP_TO_BYTES
 def set_strata_threshold(Py_ssize_t size_bytes):
     """Test hook: train in strata only models of at most ``size_bytes`` bytes of parameters and
     optimizer state (0: never; -1 restores the default). Returns the previous threshold."""
-    global strata_up_to_bytes
-    previous = strata_up_to_bytes
-    strata_up_to_bytes = DEFAULT_STRATA_UP_TO_BYTES if size_bytes < 0 else size_bytes
-    return previous
+    return swap_threshold(&strata_up_to_bytes, DEFAULT_STRATA_UP_TO_BYTES, size_bytes)
 
 
 def small_enough_for_strata(tuple user_parameters, tuple item_parameters):
@@ -842,10 +839,7 @@ def stratified_examples(unsigned long long seed, const int64_t[::1] user_starts,
         raise ValueError("grouping the positives needs fewer than 2**31 - 1 examples")
     if check_bounds(&user_starts[0], n_users, n):
         raise ValueError("user_starts must rise from 0 to the number of examples")
-    seen = np.empty(max(n_users, 1), dtype=np.uint8)
-    cdef unsigned char[::1] seen_view = seen
-    if check_user_order(&user_order[0] if n_users > 0 else NULL, n_users, &seen_view[0]):
-        raise ValueError("user_order must be a permutation of the user ids")
+    check_user_order(user_order)
     n_chunks = (n_items + chunk_items - 1) // chunk_items
     if n_chunks < n_threads:
         raise ValueError(f"{n_items} items in runs of {chunk_items} make fewer groups than the {n_threads} threads")
@@ -1086,15 +1080,9 @@ cdef inline int is_positive(const Model* model, const Workspace* work, int user,
     candidates all come from the block's group, the search is among the user's positives in that
     group: a shorter list, which the step has just read to sample its positives (the search of
     all the user's positives, cold in the cache, took a quarter of the negative draws' time)."""
-    cdef int start
-    cdef Py_ssize_t at
-    if model.group_positive_starts != NULL:
-        at = <Py_ssize_t>user * (model.n_groups + 1) + work.group
-        start = model.group_positive_starts[at]
-        return fastrank_sorted_contains(model.group_positive_indices + start,
-                                        model.group_positive_starts[at + 1] - start, item)
-    start = model.positive_indptr[user]
-    return fastrank_sorted_contains(model.positive_indices + start, model.positive_indptr[user + 1] - start, item)
+    cdef int count
+    cdef const int* positives = user_positives(model, work, user, &count)
+    return fastrank_sorted_contains(positives, count, item)
 
 
 cdef inline void pairwise_update(Model* model, Workspace* work, int user, const float* user_repr,
@@ -1364,9 +1352,9 @@ cdef inline int first_position(const int* ids, int count, int value) noexcept no
     return count
 
 
-cdef inline const int* kos_positives(const Model* model, const Workspace* work, int user, int* count) noexcept nogil:
-    """The positives k-OS samples from, ``count[0]`` of them: the user's, or in stratified
-    training its positives in the block's group."""
+cdef inline const int* user_positives(const Model* model, const Workspace* work, int user, int* count) noexcept nogil:
+    """The user's positives, ``count[0]`` of them, sorted: all of them, or in stratified k-OS its
+    positives in the block's group (which k-OS samples from, and checks its negatives against)."""
     cdef Py_ssize_t at
     if model.group_positive_starts != NULL:
         at = <Py_ssize_t>user * (model.n_groups + 1) + work.group
@@ -1379,7 +1367,7 @@ cdef inline const int* kos_positives(const Model* model, const Workspace* work, 
 cdef inline void warp_kos_step(Model* model, Workspace* work, int user) noexcept nogil:
     """k-OS WARP: the k-th best of up to n sampled positives is the positive of a WARP step."""
     cdef int count
-    cdef const int* positives = kos_positives(model, work, user, &count)
+    cdef const int* positives = user_positives(model, work, user, &count)
     cdef int sampled_count, j, earlier, positive
     cdef unsigned long long chosen
     cdef float user_bias, positive_bias
