@@ -18,6 +18,19 @@ cdef extern from *:
     int FASTRANK_HAVE_OPENMP
 
 
+cdef extern from *:
+    """
+    /* Wait for every thread of the enclosing parallel region (an orphaned barrier binds to it);
+       Cython's prange ends with nowait, so a loop that needs the one before it done needs this. */
+    static void fastrank_team_barrier(void) {
+    #ifdef _OPENMP
+    #pragma omp barrier
+    #endif
+    }
+    """
+    void fastrank_team_barrier() noexcept nogil
+
+
 cdef extern from "_simd.h":
     ctypedef struct fastrank_feature_entry:
         int feature

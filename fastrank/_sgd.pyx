@@ -22,22 +22,9 @@ from fastrank._common cimport (
     FASTRANK_HAVE_OPENMP, FASTRANK_PREFETCH, FeatureSide, fastrank_adagrad_row, fastrank_adadelta_row, fastrank_sgd_row, fastrank_pairwise_gradients,
     fastrank_detect_cpu, fastrank_simd_level, fastrank_sorted_contains, fastrank_rank_key, fastrank_key_score,
     fastrank_key_item, fastrank_kth_key, Sampler, sampler_init, sampler_start_example, example_stream, stream_draw, draw_below, peek_below,
-    prefetch_floats, rows_are_canonical,
+    prefetch_floats, rows_are_canonical, fastrank_team_barrier,
     dot, representation, scored_representation, fastrank_score_rows, point_feature_rows,
 )
-
-cdef extern from *:
-    """
-    /* Wait for every thread of the enclosing parallel region (an orphaned barrier binds to it);
-       Cython's prange ends with nowait, so rounds of blocks need this to follow each other. */
-    static void fastrank_team_barrier(void) {
-    #ifdef _OPENMP
-    #pragma omp barrier
-    #endif
-    }
-    """
-    void fastrank_team_barrier() noexcept nogil
-
 
 cdef enum:
     DEBIAS_NONE = 0

@@ -53,7 +53,7 @@ def to_csr(matrix, name, dtype=np.float32, allow_empty=False, num_threads=1):
     allow_empty : bool, default False
         Accept a dimension of size 0.
     num_threads : int, default 1
-        Threads that check and copy a canonical CSR input (``_sparse.canonical_csr_arrays``).
+        Threads that check and copy a canonical CSR or COO input (``_sparse``).
 
     Returns
     -------
@@ -92,7 +92,7 @@ def to_csr(matrix, name, dtype=np.float32, allow_empty=False, num_threads=1):
     if n_rows >= INT32_MAX or n_cols >= INT32_MAX:
         raise ValueError(f"{name} has shape {(n_rows, n_cols)}; each dimension must be below 2**31 - 1")
     if sp.issparse(matrix):
-        csr = _canonical_csr_copy(matrix, dtype, num_threads)
+        csr = _canonical_copy(matrix, dtype, num_threads)
         if csr is not None:
             return csr
         _check_sparse_structure(matrix, name)
@@ -119,19 +119,33 @@ def to_csr(matrix, name, dtype=np.float32, allow_empty=False, num_threads=1):
     return csr
 
 
-def _canonical_csr_copy(matrix, dtype, num_threads):
-    """``to_csr``'s result for a float32 request of a CSR matrix that is already well formed and
-    canonical, checked and copied by one C call (``_sparse.canonical_csr_arrays``); None for any
-    other input, which the general path converts or rejects with a precise message."""
-    if matrix.format != "csr" or np.dtype(dtype) != np.float32:
+def _canonical_copy(matrix, dtype, num_threads):
+    """``to_csr``'s result for a float32 request of a CSR or COO matrix that is already well formed
+    and canonical (a CSR's rows sorted; a COO's entries in row order, each row's columns sorted),
+    checked and copied by one C call (``_sparse.canonical_csr_arrays`` or
+    ``canonical_coo_arrays``); None for any other input, which the general path converts or
+    rejects with a precise message."""
+    if matrix.format not in ("csr", "coo") or np.dtype(dtype) != np.float32:
         return None
-    indptr, indices, data = matrix.indptr, matrix.indices, matrix.data
-    if not (indptr.dtype == indices.dtype and indptr.dtype in (np.int32, np.int64)
-            and data.dtype in (np.float32, np.float64) and indptr.ndim == indices.ndim == data.ndim == 1
-            and indptr.flags.c_contiguous and indices.flags.c_contiguous and data.flags.c_contiguous):
+    if matrix.format == "csr":
+        index_arrays = (matrix.indptr, matrix.indices)
+    else:
+        index_arrays = matrix.coords if hasattr(matrix, "coords") else (matrix.row, matrix.col)
+    first, second = index_arrays
+    data = matrix.data
+    if not (first.dtype == second.dtype and first.dtype in (np.int32, np.int64)
+            and data.dtype in (np.float32, np.float64, np.int32, np.int64)
+            and first.ndim == second.ndim == data.ndim == 1
+            and first.flags.c_contiguous and second.flags.c_contiguous and data.flags.c_contiguous):
         return None
-    arrays = _sparse.canonical_csr_arrays(indptr, indices, data, matrix.shape[1], num_threads)
-    if arrays is None or arrays[0].shape[0] != matrix.shape[0] + 1:
+    n_rows, n_cols = matrix.shape
+    if matrix.format == "csr":
+        arrays = _sparse.canonical_csr_arrays(first, second, data, n_cols, num_threads)
+        if arrays is not None and arrays[0].shape[0] != n_rows + 1:
+            return None
+    else:
+        arrays = _sparse.canonical_coo_arrays(first, second, data, n_rows, n_cols, num_threads)
+    if arrays is None:
         return None
     indptr, indices, data = arrays
     csr = sp.csr_matrix((data, indices, indptr), shape=matrix.shape, copy=False)

@@ -26,6 +26,16 @@ def assert_canonical_copy(result, matrix):
             assert not np.shares_memory(array, source)
 
 
+def assert_general_path_takes(matrix, sortable):
+    """to_csr's general path, given a matrix the C fast path declined: the canonical copy of one
+    it can sort, else a ValueError naming the problem."""
+    if sortable:
+        assert_canonical_copy(to_csr(matrix, "x"), matrix)
+    else:
+        with pytest.raises(ValueError, match="malformed|NaN or infinite"):
+            to_csr(matrix, "x")
+
+
 def random_entries(rng, n_rows, n_cols, nnz):
     return rng.integers(0, n_rows, nnz), rng.integers(0, n_cols, nnz), rng.normal(size=nnz)
 
@@ -189,11 +199,7 @@ def test_canonical_csr_arrays_leaves_everything_else_to_the_general_path(change)
     assert _sparse.canonical_csr_arrays(indptr, indices, data, 5) is None
     matrix = sp.csr_matrix((3, 5), dtype=np.float64)
     matrix.indptr, matrix.indices, matrix.data = indptr, indices, data
-    if change in ("unsorted row", "repeated column"):
-        assert_canonical_copy(to_csr(matrix, "x"), matrix)
-    else:
-        with pytest.raises(ValueError, match="malformed|NaN or infinite"):
-            to_csr(matrix, "x")
+    assert_general_path_takes(matrix, sortable=change in ("unsorted row", "repeated column"))
 
 
 @pytest.mark.parametrize("num_threads", [1, 2, 3, 8])
@@ -221,3 +227,91 @@ def test_canonical_csr_arrays_on_several_threads(num_threads):
             assert _sparse.canonical_csr_arrays(indptr, unsorted, data, 300, num_threads) is None
     converted = to_csr(matrix, "x", num_threads=num_threads)
     np.testing.assert_array_equal(converted.toarray(), matrix.toarray().astype(np.float32))
+
+
+def canonical_coo_example():
+    # rows: [0, 2], [], [1, 3, 4], [] (the last row and the middle one empty)
+    return (np.array([0, 0, 2, 2, 2], dtype=np.int32), np.array([0, 2, 1, 3, 4], dtype=np.int32),
+            np.array([1.0, -2.0, 3.5, 0.0, 7.0]))
+
+
+@pytest.mark.parametrize("index_type", [np.int32, np.int64])
+@pytest.mark.parametrize("value_type", [np.float32, np.float64, np.int32, np.int64])
+def test_canonical_coo_arrays_copies_a_matrix_in_row_order(index_type, value_type):
+    rows, cols, data = canonical_coo_example()
+    data = np.round(data) if np.dtype(value_type).kind == "i" else data
+    out = _sparse.canonical_coo_arrays(rows.astype(index_type), cols.astype(index_type), data.astype(value_type), 4, 5)
+    assert [array.dtype for array in out] == [np.int32, np.int32, np.float32]
+    for result, expected in zip(out, ([0, 2, 2, 5, 5], cols, data)):
+        np.testing.assert_array_equal(result, expected)
+    empty = _sparse.canonical_coo_arrays(np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int32),
+                                         np.zeros(0, dtype=np.float32), 3, 4)
+    assert empty[0].tolist() == [0, 0, 0, 0] and empty[1].shape == empty[2].shape == (0,)
+    first_row_empty = _sparse.canonical_coo_arrays(rows + 1, cols, data, 4, 5)
+    assert first_row_empty[0].tolist() == [0, 0, 2, 2, 5]
+
+
+# (array, position, new value) edits that make canonical_coo_example's matrix something else
+COO_CHANGES = {
+    "unsorted row": [("cols", 3, 4), ("cols", 4, 3)], "repeated entry": [("cols", 4, 3)],
+    "rows falling": [("rows", 1, 2), ("rows", 2, 0)], "row too large": [("rows", 4, 4)],
+    "negative row": [("rows", 0, -1)], "column too large": [("cols", 4, 5)], "negative column": [("cols", 2, -1)],
+    "nan": [("data", 1, np.nan)], "inf": [("data", 1, -np.inf)], "beyond float32": [("data", 1, 1e39)],
+}
+
+
+COO_SHORTENED = {"short data": "data", "short columns": "cols"}
+
+
+@pytest.mark.parametrize("change", list(COO_CHANGES) + list(COO_SHORTENED))
+def test_canonical_coo_arrays_leaves_everything_else_to_the_general_path(change):
+    """Anything but coordinates in (row, column) order inside the shape, with finite float32
+    values, gives None, and to_csr then sorts the entries or names the problem as before."""
+    arrays = dict(zip(("rows", "cols", "data"), canonical_coo_example()))
+    if change in COO_SHORTENED:
+        arrays[COO_SHORTENED[change]] = arrays[COO_SHORTENED[change]][:-1]
+        assert _sparse.canonical_coo_arrays(arrays["rows"], arrays["cols"], arrays["data"], 4, 5) is None
+        return  # scipy refuses to hold such a matrix
+    for array, position, value in COO_CHANGES[change]:
+        arrays[array][position] = value
+    assert _sparse.canonical_coo_arrays(arrays["rows"], arrays["cols"], arrays["data"], 4, 5) is None
+    matrix = sp.coo_matrix((4, 5), dtype=np.float64)
+    matrix.row, matrix.col, matrix.data = arrays["rows"], arrays["cols"], arrays["data"]
+    assert_general_path_takes(matrix, sortable=change in ("unsorted row", "repeated entry", "rows falling"))
+
+
+@pytest.mark.parametrize("num_threads", [1, 2, 3, 8])
+def test_canonical_coo_arrays_on_several_threads(num_threads):
+    """Runs of entries checked and copied by several threads, each writing the row pointer of
+    its rows: the same arrays as scipy's, and a bad entry in any thread's run (its first and last
+    included, where the order check reaches into the run before) still gives None."""
+    csr = sp.random(600, 300, density=0.4, format="csr", dtype=np.float64, random_state=4)
+    csr.sort_indices()
+    dense = csr.toarray()
+    dense[[0, 1, 250, 251, 599]] = 0  # empty rows at the start, the end, and inside a thread's run
+    coo = sp.coo_matrix(dense)
+    rows, cols, data = coo.row.astype(np.int32), coo.col.astype(np.int32), coo.data
+    nnz = rows.shape[0]
+    assert nnz >= 4 * 16384  # enough entries for every thread count here to split
+    expected = sp.csr_matrix(dense.astype(np.float32))
+    out = _sparse.canonical_coo_arrays(rows, cols, data, 600, 300, num_threads)
+    for result, source in zip(out, (expected.indptr, expected.indices, expected.data)):
+        np.testing.assert_array_equal(result, source)
+    cuts = [nnz * thread // num_threads for thread in range(1, num_threads)]
+    for at in [0, nnz - 1] + cuts + [cut - 1 for cut in cuts]:
+        bad_value = data.copy()
+        bad_value[at] = np.inf
+        assert _sparse.canonical_coo_arrays(rows, cols, bad_value, 600, 300, num_threads) is None
+        bad_column = cols.copy()
+        bad_column[at] = 300
+        assert _sparse.canonical_coo_arrays(rows, bad_column, data, 600, 300, num_threads) is None
+        bad_row = rows.copy()
+        bad_row[at] = 600
+        assert _sparse.canonical_coo_arrays(bad_row, cols, data, 600, 300, num_threads) is None
+        if at > 0:  # this entry before the one ahead of it
+            swapped_rows, swapped_cols = rows.copy(), cols.copy()
+            swapped_rows[[at - 1, at]] = swapped_rows[[at, at - 1]]
+            swapped_cols[[at - 1, at]] = swapped_cols[[at, at - 1]]
+            assert _sparse.canonical_coo_arrays(swapped_rows, swapped_cols, data, 600, 300, num_threads) is None
+    converted = to_csr(coo, "x", num_threads=num_threads)
+    np.testing.assert_array_equal(converted.toarray(), dense.astype(np.float32))
