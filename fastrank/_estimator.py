@@ -545,7 +545,7 @@ class FastRank:
         self._check_params()
         epochs = self._check_epochs(epochs)
         num_threads = self._check_num_threads(num_threads)
-        interactions = check_interactions(interactions, num_threads=num_threads)
+        interactions = check_interactions(interactions, num_threads=num_threads, arrays_only=True)
         n_users, n_items = interactions.shape
         user_features = self._fit_features(user_features, n_users, "user_features")
         item_features = self._fit_features(item_features, n_items, "item_features")

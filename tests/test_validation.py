@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse as sp
 
 from fastrank import _sparse
-from fastrank._validation import to_csr
+from fastrank._validation import CsrArrays, to_csr
 
 
 def scipy_canonical(matrix):
@@ -315,3 +315,21 @@ def test_canonical_coo_arrays_on_several_threads(num_threads):
             assert _sparse.canonical_coo_arrays(swapped_rows, swapped_cols, data, 600, 300, num_threads) is None
     converted = to_csr(coo, "x", num_threads=num_threads)
     np.testing.assert_array_equal(converted.toarray(), dense.astype(np.float32))
+
+
+def test_arrays_only_gives_the_arrays_of_the_same_csr():
+    """fit's interaction check skips the scipy matrix: the fast and the general path give the same
+    arrays as to_csr's matrix, and CsrArrays.to_scipy makes that matrix back."""
+    canonical = sp.random(30, 20, density=0.3, format="csr", dtype=np.float64, random_state=5)
+    unsorted = canonical.tocoo()
+    order = np.random.default_rng(0).permutation(unsorted.nnz)
+    unsorted = sp.coo_matrix((unsorted.data[order], (unsorted.row[order], unsorted.col[order])), shape=(30, 20))
+    for matrix in (canonical, canonical.tocoo(), unsorted, canonical.toarray(), canonical.tolil()):
+        expected = to_csr(matrix, "x")
+        arrays = to_csr(matrix, "x", arrays_only=True)
+        assert isinstance(arrays, CsrArrays) and arrays.shape == expected.shape == (30, 20)
+        assert arrays.nnz == expected.nnz
+        for name in ("indptr", "indices", "data"):
+            np.testing.assert_array_equal(getattr(arrays, name), getattr(expected, name))
+            assert getattr(arrays, name).dtype == getattr(expected, name).dtype
+        np.testing.assert_array_equal(arrays.to_scipy().toarray(), expected.toarray())
