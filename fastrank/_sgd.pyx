@@ -1050,15 +1050,16 @@ cdef inline void update_feature(const Model* model, FeatureSide* side, int featu
             side.biases[b] -= step
 
 
-cdef inline void apply_gradient(const Model* model, FeatureSide* side, int row, const float* gradient,
+cdef inline void apply_gradient(const Model* model, FeatureSide* side, int row, float scale, const float* gradient,
                                 float bias_gradient, int with_bias) noexcept nogil:
-    """Spread the gradient of a user/item representation over the features of its row."""
+    """Spread the gradient of a user/item representation, ``scale`` times ``gradient`` (and
+    ``scale`` times ``bias_gradient`` on the bias), over the features of its row."""
     cdef int position
     if side.identity:
-        update_feature(model, side, row, 1.0, gradient, bias_gradient, with_bias)
+        update_feature(model, side, row, scale, gradient, bias_gradient, with_bias)
         return
     for position in range(side.indptr[row], side.indptr[row + 1]):
-        update_feature(model, side, side.entries[position].feature, side.entries[position].weight,
+        update_feature(model, side, side.entries[position].feature, side.entries[position].weight * scale,
                        gradient, bias_gradient, with_bias)
 
 
@@ -1090,9 +1091,9 @@ cdef inline void pairwise_update(Model* model, Workspace* work, int user, const 
     fastrank_pairwise_gradients(loss, user_repr, positive_repr, negative_repr, work.user_gradient,
                                 work.positive_gradient, work.negative_gradient, model.no_components)
     # The user bias cancels in a score difference, so it gets no gradient.
-    apply_gradient(model, &model.users, user, work.user_gradient, 0.0, 0)
-    apply_gradient(model, &model.items, positive, work.positive_gradient, -loss, 1)
-    apply_gradient(model, &model.items, negative, work.negative_gradient, loss, 1)
+    apply_gradient(model, &model.users, user, ONE, work.user_gradient, 0.0, 0)
+    apply_gradient(model, &model.items, positive, ONE, work.positive_gradient, -loss, 1)
+    apply_gradient(model, &model.items, negative, ONE, work.negative_gradient, loss, 1)
 
 
 cdef inline float debias_slope(float x) noexcept nogil:
@@ -1199,19 +1200,18 @@ cdef void debiased_update(Model* model, Workspace* work, int user, const float* 
         for c in range(d):
             work.user_gradient[c] += c_second_negative * second_negative_repr[c]
             work.second_negative_gradient[c] = c_second_negative * user_repr[c]
-    apply_gradient(model, &model.users, user, work.user_gradient, ZERO, 0)
-    apply_gradient(model, &model.items, positive, work.positive_gradient, c_positive, 1)
-    apply_gradient(model, &model.items, negative, work.negative_gradient, c_negative, 1)
+    apply_gradient(model, &model.users, user, ONE, work.user_gradient, ZERO, 0)
+    apply_gradient(model, &model.items, positive, ONE, work.positive_gradient, c_positive, 1)
+    apply_gradient(model, &model.items, negative, ONE, work.negative_gradient, c_negative, 1)
     if second_positive_repr != NULL:
-        apply_gradient(model, &model.items, second_positive, work.second_positive_gradient, c_second_positive, 1)
+        apply_gradient(model, &model.items, second_positive, ONE, work.second_positive_gradient, c_second_positive, 1)
     if second_negative_repr != NULL:
-        apply_gradient(model, &model.items, second_negative, work.second_negative_gradient, c_second_negative, 1)
+        apply_gradient(model, &model.items, second_negative, ONE, work.second_negative_gradient, c_second_negative, 1)
 
 
 cdef inline void logistic_step(Model* model, Workspace* work, int user, int item, float label,
                                float weight) noexcept nogil:
     cdef float user_bias, item_bias, loss
-    cdef int c
     cdef const float* user_repr = representation(&model.users, user, model.no_components,
                                                  work.user_buffer, &user_bias)
     cdef const float* item_repr = representation(&model.items, item, model.no_components,
@@ -1222,11 +1222,14 @@ cdef inline void logistic_step(Model* model, Workspace* work, int user, int item
         return
     # d/dscore of the weighted log loss; values <= 0 are negatives.
     loss = weight * (sigmoid(score) - (ONE if label > 0 else ZERO))
-    for c in range(model.no_components):
-        work.user_gradient[c] = loss * item_repr[c]
-        work.positive_gradient[c] = loss * user_repr[c]
-    apply_gradient(model, &model.users, user, work.user_gradient, loss, 1)
-    apply_gradient(model, &model.items, item, work.positive_gradient, loss, 1)
+    # The gradients are loss times the other side's representation, which the updates read in
+    # place (no gradient arrays written and read back); each must see the other's as it was
+    # before the step, so an item row read from the model is kept before the item moves.
+    if item_repr != work.positive_buffer:
+        memcpy(work.positive_buffer, item_repr, model.no_components * sizeof(float))
+        item_repr = work.positive_buffer
+    apply_gradient(model, &model.items, item, loss, user_repr, ONE, 1)
+    apply_gradient(model, &model.users, user, loss, item_repr, ONE, 1)
 
 
 cdef inline void bpr_step(Model* model, Workspace* work, int user, int positive, float weight) noexcept nogil:
