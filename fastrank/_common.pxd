@@ -52,9 +52,8 @@ cdef extern from "_simd.h":
                           int n) noexcept nogil
     void fastrank_adadelta_row(float* row, float* acc, float* momentum, const float* gradient, float weight,
                                float alpha, float rho, float eps, int n) noexcept nogil
-    void fastrank_pairwise_gradients(float loss, const float* user, const float* positive,
-                                     const float* negative, float* user_gradient, float* positive_gradient,
-                                     float* negative_gradient, int n) noexcept nogil
+    void fastrank_user_pairwise_gradient(float loss, const float* positive, const float* negative,
+                                         float* user_gradient, int n) noexcept nogil
     int fastrank_count_before(const float* scores, int n, float threshold, int item, int limit) noexcept nogil
     int fastrank_sorted_contains(const int* values, int n, int key) noexcept nogil
     unsigned long long fastrank_rank_key(float score, int item) noexcept nogil

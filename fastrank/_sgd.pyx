@@ -19,7 +19,7 @@ from libc.string cimport memcpy
 
 from fastrank._common cimport (
     splitmix64,
-    FASTRANK_HAVE_OPENMP, FASTRANK_PREFETCH, FeatureSide, fastrank_adagrad_row, fastrank_adadelta_row, fastrank_sgd_row, fastrank_pairwise_gradients,
+    FASTRANK_HAVE_OPENMP, FASTRANK_PREFETCH, FeatureSide, fastrank_adagrad_row, fastrank_adadelta_row, fastrank_sgd_row, fastrank_user_pairwise_gradient,
     fastrank_detect_cpu, fastrank_simd_level, fastrank_sorted_contains, fastrank_rank_key, fastrank_key_score,
     fastrank_key_item, fastrank_kth_key, Sampler, sampler_init, sampler_start_example, example_stream, stream_draw, draw_below, peek_below,
     prefetch_floats, rows_are_canonical, fastrank_team_barrier,
@@ -1087,13 +1087,17 @@ cdef inline void pairwise_update(Model* model, Workspace* work, int user, const 
     # last update below needs: ask for it now, so it arrives while the user and the positive move.
     if model.prefetch or model.prefetch_next_rows:
         prefetch_side_row(&model.items, negative, model.no_components, PREFETCH_STATE)
-    # All gradients are taken from the representations before any parameter moves.
-    fastrank_pairwise_gradients(loss, user_repr, positive_repr, negative_repr, work.user_gradient,
-                                work.positive_gradient, work.negative_gradient, model.no_components)
+    # All gradients are taken from the representations before any parameter moves: the user's
+    # first, then the items', -loss and loss times the user's representation, read in place
+    # before the user moves (writing those two out and reading them back cost more).
+    fastrank_user_pairwise_gradient(loss, positive_repr, negative_repr, work.user_gradient, model.no_components)
+    if user_repr != work.user_buffer:
+        memcpy(work.user_buffer, user_repr, model.no_components * sizeof(float))
+        user_repr = work.user_buffer
     # The user bias cancels in a score difference, so it gets no gradient.
     apply_gradient(model, &model.users, user, ONE, work.user_gradient, 0.0, 0)
-    apply_gradient(model, &model.items, positive, ONE, work.positive_gradient, -loss, 1)
-    apply_gradient(model, &model.items, negative, ONE, work.negative_gradient, loss, 1)
+    apply_gradient(model, &model.items, positive, -loss, user_repr, ONE, 1)
+    apply_gradient(model, &model.items, negative, loss, user_repr, ONE, 1)
 
 
 cdef inline float debias_slope(float x) noexcept nogil:

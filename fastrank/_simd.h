@@ -124,18 +124,15 @@ typedef float fastrank_float4 __attribute__((vector_size(16)));
             row[c] -= rate * (weight * gradient[c] + alpha * row[c]);                          \
     }
 
-/* ---- gradients of loss * (score(negative) - score(positive)) ------------------------------ */
+/* ---- the user's gradient of loss * (score(negative) - score(positive)) -------------------
+ * (the items' gradients are -loss and loss times the user's representation, which their updates
+ * read in place) */
 #define FASTRANK_DEFINE_PAIRWISE(name, attributes)                                              \
-    static attributes void name(float loss, const float* user, const float* positive,          \
-                                const float* negative, float* FASTRANK_RESTRICT user_gradient, \
-                                float* FASTRANK_RESTRICT positive_gradient,                    \
-                                float* FASTRANK_RESTRICT negative_gradient, int n) {           \
+    static attributes void name(float loss, const float* positive, const float* negative,     \
+                                float* FASTRANK_RESTRICT user_gradient, int n) {               \
         int c;                                                                                 \
-        for (c = 0; c < n; c++) {                                                              \
+        for (c = 0; c < n; c++)                                                                \
             user_gradient[c] = loss * (negative[c] - positive[c]);                             \
-            positive_gradient[c] = -loss * user[c];                                            \
-            negative_gradient[c] = loss * user[c];                                             \
-        }                                                                                      \
     }
 
 /* ---- items ranked before `item` (score `threshold`): higher score, or equal and lower id --
@@ -297,7 +294,7 @@ static inline void fastrank_score_rows_base(const float* user, const float* embe
 FASTRANK_DEFINE_ADAGRAD(fastrank_adagrad_row_base, inline)
 FASTRANK_DEFINE_ADADELTA(fastrank_adadelta_row_base, inline)
 FASTRANK_DEFINE_SGD(fastrank_sgd_row_base, inline)
-FASTRANK_DEFINE_PAIRWISE(fastrank_pairwise_gradients_base, inline)
+FASTRANK_DEFINE_PAIRWISE(fastrank_user_pairwise_gradient_base, inline)
 FASTRANK_DEFINE_COUNT_BEFORE(fastrank_count_before_base, inline)
 FASTRANK_DEFINE_WEIGHTED_SUM(fastrank_weighted_sum_base, inline)
 
@@ -426,7 +423,7 @@ static FASTRANK_TARGET_AVX2 void fastrank_adagrad_row_avx2(
 
 FASTRANK_DEFINE_ADADELTA(fastrank_adadelta_row_avx2, FASTRANK_TARGET_AVX2)
 FASTRANK_DEFINE_SGD(fastrank_sgd_row_avx2, FASTRANK_TARGET_AVX2)
-FASTRANK_DEFINE_PAIRWISE(fastrank_pairwise_gradients_avx2, FASTRANK_TARGET_AVX2)
+FASTRANK_DEFINE_PAIRWISE(fastrank_user_pairwise_gradient_avx2, FASTRANK_TARGET_AVX2)
 FASTRANK_DEFINE_COUNT_BEFORE(fastrank_count_before_avx2, FASTRANK_TARGET_AVX2)
 FASTRANK_DEFINE_WEIGHTED_SUM(fastrank_weighted_sum_avx2_any, FASTRANK_TARGET_AVX2)
 
@@ -535,11 +532,9 @@ static inline void fastrank_sgd_row(float* row, const float* gradient, float wei
     FASTRANK_DISPATCH(fastrank_sgd_row, row, gradient, weight, alpha, rate, n);
 }
 
-static inline void fastrank_pairwise_gradients(float loss, const float* user, const float* positive,
-                                               const float* negative, float* user_gradient,
-                                               float* positive_gradient, float* negative_gradient, int n) {
-    FASTRANK_DISPATCH(fastrank_pairwise_gradients, loss, user, positive, negative, user_gradient,
-                      positive_gradient, negative_gradient, n);
+static inline void fastrank_user_pairwise_gradient(float loss, const float* positive, const float* negative,
+                                                   float* user_gradient, int n) {
+    FASTRANK_DISPATCH(fastrank_user_pairwise_gradient, loss, positive, negative, user_gradient, n);
 }
 
 static inline int fastrank_count_before(const float* scores, int n, float threshold, int item, int limit) {
