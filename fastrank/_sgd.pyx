@@ -1087,9 +1087,10 @@ cdef inline void pairwise_update(Model* model, Workspace* work, int user, const 
     # last update below needs: ask for it now, so it arrives while the user and the positive move.
     if model.prefetch or model.prefetch_next_rows:
         prefetch_side_row(&model.items, negative, model.no_components, PREFETCH_STATE)
-    # All gradients are taken from the representations before any parameter moves: the user's
-    # first, then the items', -loss and loss times the user's representation, read in place
-    # before the user moves (writing those two out and reading them back cost more).
+    # All gradients are taken from the representations before any parameter moves. The user's is
+    # written out; the items' are -loss and loss times the user's representation, which their
+    # updates read in place (writing those two out and reading them back cost more), from a
+    # copy when it is the model's own row, which moves first.
     fastrank_user_pairwise_gradient(loss, positive_repr, negative_repr, work.user_gradient, model.no_components)
     if user_repr != work.user_buffer:
         memcpy(work.user_buffer, user_repr, model.no_components * sizeof(float))
