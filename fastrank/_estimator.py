@@ -878,7 +878,7 @@ class FastRank:
         reported as ``rank_cap`` (exact below it; faster, enough for top-k metrics)."""
         self._check_fitted()
         num_threads = self._check_num_threads(num_threads)
-        test = to_csr(test_interactions, "test_interactions")
+        test = to_csr(test_interactions, "test_interactions", num_threads=num_threads)
         n_users, n_items = test.shape
         user_features = self._scoring_features(user_features, "user", "user_features")
         item_features = self._scoring_features(item_features, "item", "item_features")
@@ -889,7 +889,7 @@ class FastRank:
             train.indptr = train.indptr.astype(np.int32)
             train.indices = train.indices.astype(np.int32)
         else:
-            train = to_csr(train_interactions, "train_interactions")
+            train = to_csr(train_interactions, "train_interactions", num_threads=num_threads)
             if train.shape != test.shape:
                 raise ValueError(
                     f"train_interactions has shape {train.shape}, test_interactions has shape {test.shape}"
@@ -1014,7 +1014,7 @@ class FastRank:
             exclude_indptr = np.zeros(user_ids.shape[0] + 1, dtype=np.int32)
             exclude_indices = np.zeros(0, dtype=np.int32)
         else:
-            seen = to_csr(filter_interactions, "filter_interactions")
+            seen = to_csr(filter_interactions, "filter_interactions", num_threads=num_threads)
             if seen.shape[1] != n_items:
                 raise ValueError(f"filter_interactions has {seen.shape[1]} columns but there are {n_items} items")
             check_id_range(user_ids, seen.shape[0], "user_ids", "rows in filter_interactions")
