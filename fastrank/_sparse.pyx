@@ -3,11 +3,10 @@
 
 scipy's COO -> CSR conversion scatters every entry and ``sum_duplicates`` then sorts every row,
 even when the input is already in order, which is the usual case (a COO made from a CSR, or a
-split of one; a CSR from scipy). These kernels tell, in passes that vectorise, whether it is:
+split of one; a CSR from scipy). ``canonical_csr_arrays`` and ``canonical_coo_arrays`` tell, in
+passes that vectorise and on several threads, whether it is, checking the structure themselves:
 then the CSR is the input's own arrays (copied) and its row pointer. Input out of order goes
-through scipy as before. ``canonical_csr_arrays`` and ``canonical_coo_arrays`` check a matrix's
-structure themselves, and copy it on several threads; for the others the caller range-checks the
-indices first.
+through scipy as before.
 """
 
 import numpy as np
@@ -46,66 +45,6 @@ cdef void fill_row_pointer(const index_t* rows, Py_ssize_t start, Py_ssize_t sto
             indptr[row] = <int>entry
             row += 1
         entry += 1
-
-
-cdef void fill_row_pointer_end(const index_t* rows, Py_ssize_t nnz, Py_ssize_t n_rows, int* indptr) noexcept nogil:
-    """Set ``indptr[row]`` to ``nnz`` for the rows after the one of the last entry (all rows
-    when there is none), up to ``n_rows``."""
-    cdef Py_ssize_t row
-    for row in range((rows[nnz - 1] + 1) if nnz > 0 else 0, n_rows + 1):
-        indptr[row] = <int>nnz
-
-
-def sorted_rows_pointer(const int[::1] rows, int n_rows):
-    """The CSR row pointer of COO entries already grouped by row, or None if they are not.
-
-    Parameters
-    ----------
-    rows : int32 array of shape (nnz,)
-        Row of each entry, each in ``[0, n_rows)`` (checked by the caller).
-    n_rows : int
-
-    Returns
-    -------
-    int32 array of shape (n_rows + 1,) or None
-        ``indptr`` such that row ``r``'s entries are ``indptr[r]:indptr[r + 1]`` when ``rows``
-        never decreases; None otherwise.
-    """
-    cdef Py_ssize_t nnz = rows.shape[0], entry, descents = 0
-    with nogil:
-        for entry in range(1, nnz):
-            descents += rows[entry] < rows[entry - 1]
-    if descents:
-        return None
-    indptr_array = np.empty(n_rows + 1, dtype=np.int32)
-    cdef int[::1] indptr = indptr_array
-    cdef const int* first_row = &rows[0] if nnz > 0 else NULL
-    with nogil:
-        fill_row_pointer(first_row, 0, nnz, &indptr[0])
-        fill_row_pointer_end(first_row, nnz, n_rows, &indptr[0])
-    return indptr_array
-
-
-def has_canonical_rows(const int[::1] indptr, const int[::1] indices):
-    """Whether every row's columns rise strictly (sorted, no duplicates).
-
-    Parameters
-    ----------
-    indptr : int32 array of shape (n_rows + 1,)
-        Rising from 0 to at most ``len(indices)`` (a checked CSR's).
-    indices : int32 array of shape (nnz,)
-
-    Returns
-    -------
-    bool
-    """
-    cdef Py_ssize_t n_rows = indptr.shape[0] - 1
-    cdef int canonical
-    if n_rows < 0 or indptr[n_rows] > indices.shape[0]:
-        raise ValueError("indptr does not match indices")
-    with nogil:
-        canonical = rows_are_canonical(&indptr[0], &indices[0] if indices.shape[0] > 0 else NULL, n_rows)
-    return bool(canonical)
 
 
 cdef int copy_checked_rows(const index_t* indptr, const index_t* indices, const value_t* data, index_t column_bound,
@@ -290,7 +229,6 @@ def canonical_coo_arrays(const index_t[::1] rows, const index_t[::1] cols, const
     cdef const value_t* data_in = &data[0] if nnz > 0 else NULL
     n_threads = entry_threads(num_threads, nnz)
     cdef int[::1] bad = np.zeros(n_threads, dtype=np.int32)
-    cdef int any_bad = 0
     with nogil, parallel(num_threads=n_threads):
         for thread in prange(n_threads, schedule="static", chunksize=1):
             bad[thread] = copy_checked_entries(rows_in, cols_in, data_in, <index_t>n_rows, <index_t>n_cols,
@@ -305,6 +243,7 @@ def canonical_coo_arrays(const index_t[::1] rows, const index_t[::1] cols, const
                                  out.indptr)
     if any_of(&bad[0], n_threads):
         return None
-    with nogil:
-        fill_row_pointer_end(rows_in, nnz, n_rows, out.indptr)
+    with nogil:  # the rows after the last entry's (every row, without entries)
+        for row in range((rows_in[nnz - 1] + 1) if nnz > 0 else 0, n_rows + 1):
+            out.indptr[row] = <int>nnz
     return arrays

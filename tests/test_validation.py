@@ -107,14 +107,21 @@ def test_in_order_input_is_still_checked_for_non_finite_values(bad):
             to_csr(given, "interactions")
 
 
-def test_sorted_rows_pointer():
+def coo_rows_arrays(rows):
+    """A COO matrix's arrays with entries at these rows (in row order, columns 0, 1, ... in each)."""
+    rows = np.asarray(rows, dtype=np.int32)
+    starts = np.searchsorted(rows, rows)
+    return rows, (np.arange(rows.shape[0]) - starts).astype(np.int32), np.ones(rows.shape[0], dtype=np.float32)
+
+
+def test_coo_row_pointer():
     rows = np.array([1, 1, 3, 3, 3, 4], dtype=np.int32)
-    np.testing.assert_array_equal(_sparse.sorted_rows_pointer(rows, 6), [0, 0, 2, 2, 5, 6, 6])
-    assert _sparse.sorted_rows_pointer(np.array([0, 2, 1], dtype=np.int32), 3) is None
-    np.testing.assert_array_equal(_sparse.sorted_rows_pointer(np.array([], dtype=np.int32), 2), [0, 0, 0])
+    np.testing.assert_array_equal(_sparse.canonical_coo_arrays(*coo_rows_arrays(rows), 6, 5)[0], [0, 0, 2, 2, 5, 6, 6])
+    assert _sparse.canonical_coo_arrays(*coo_rows_arrays([0, 2, 1]), 3, 5) is None
+    np.testing.assert_array_equal(_sparse.canonical_coo_arrays(*coo_rows_arrays([]), 2, 5)[0], [0, 0, 0])
 
 
-def test_sorted_rows_pointer_on_long_and_empty_rows():
+def test_coo_row_pointer_on_long_and_empty_rows():
     """Rows of every length around the eight entries that are skipped at once, empty rows
     between them, and a fall hidden in the middle of a long row."""
     rng = np.random.default_rng(0)
@@ -122,12 +129,13 @@ def test_sorted_rows_pointer_on_long_and_empty_rows():
         rows = np.repeat(np.arange(len(lengths)), lengths).astype(np.int32)
         n_rows = len(lengths) + 2  # and empty rows at the end
         expected = np.searchsorted(rows, np.arange(n_rows + 1))
-        np.testing.assert_array_equal(_sparse.sorted_rows_pointer(rows, n_rows), expected)
+        np.testing.assert_array_equal(_sparse.canonical_coo_arrays(*coo_rows_arrays(rows), n_rows, 50)[0], expected)
         if len(rows) > 12:
             fallen = rows.copy()
             fallen[len(rows) // 2] = fallen[len(rows) // 2 - 1] - 1 if fallen[len(rows) // 2 - 1] > 0 else n_rows - 1
             if np.any(np.diff(fallen) < 0):
-                assert _sparse.sorted_rows_pointer(fallen, n_rows) is None
+                _, cols, data = coo_rows_arrays(rows)
+                assert _sparse.canonical_coo_arrays(fallen, cols, data, n_rows, 50) is None
 
 
 @pytest.mark.parametrize(
@@ -143,8 +151,10 @@ def test_sorted_rows_pointer_on_long_and_empty_rows():
         ([0, 0, 0], [], True),
     ],
 )
-def test_has_canonical_rows(indptr, indices, canonical):
-    assert _sparse.has_canonical_rows(np.array(indptr, dtype=np.int32), np.array(indices, dtype=np.int32)) is canonical
+def test_canonical_rows(indptr, indices, canonical):
+    indptr, indices = np.array(indptr, dtype=np.int32), np.array(indices, dtype=np.int32)
+    out = _sparse.canonical_csr_arrays(indptr, indices, np.ones(indices.shape[0], dtype=np.float32), 10)
+    assert (out is not None) is canonical
 
 
 def canonical_example():
