@@ -1073,6 +1073,15 @@ cdef inline int is_positive(const Model* model, const Workspace* work, int user,
     return fastrank_sorted_contains(positives, count, item)
 
 
+cdef inline const float* kept_before_step(const float* repr_, float* buffer, int d) noexcept nogil:
+    """A representation that stays as it is while the parameters move: ``repr_`` itself when it
+    is already ``buffer`` (a sum of feature rows), else a copy in ``buffer`` of the model's own
+    row it points to."""
+    if repr_ != buffer:
+        memcpy(buffer, repr_, d * sizeof(float))
+    return buffer
+
+
 cdef inline void pairwise_update(Model* model, Workspace* work, int user, const float* user_repr,
                                  float user_bias, int positive, const float* positive_repr, float positive_bias,
                                  int negative, const float* negative_repr, float negative_bias,
@@ -1092,9 +1101,7 @@ cdef inline void pairwise_update(Model* model, Workspace* work, int user, const 
     # updates read in place (writing those two out and reading them back cost more), from a
     # copy when it is the model's own row, which moves first.
     fastrank_user_pairwise_gradient(loss, positive_repr, negative_repr, work.user_gradient, model.no_components)
-    if user_repr != work.user_buffer:
-        memcpy(work.user_buffer, user_repr, model.no_components * sizeof(float))
-        user_repr = work.user_buffer
+    user_repr = kept_before_step(user_repr, work.user_buffer, model.no_components)
     # The user bias cancels in a score difference, so it gets no gradient.
     apply_gradient(model, &model.users, user, ONE, work.user_gradient, 0.0, 0)
     apply_gradient(model, &model.items, positive, -loss, user_repr, ONE, 1)
@@ -1230,9 +1237,7 @@ cdef inline void logistic_step(Model* model, Workspace* work, int user, int item
     # The gradients are loss times the other side's representation, which the updates read in
     # place (no gradient arrays written and read back); each must see the other's as it was
     # before the step, so an item row read from the model is kept before the item moves.
-    if item_repr != work.positive_buffer:
-        memcpy(work.positive_buffer, item_repr, model.no_components * sizeof(float))
-        item_repr = work.positive_buffer
+    item_repr = kept_before_step(item_repr, work.positive_buffer, model.no_components)
     apply_gradient(model, &model.items, item, loss, user_repr, ONE, 1)
     apply_gradient(model, &model.users, user, loss, item_repr, ONE, 1)
 
