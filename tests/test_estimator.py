@@ -375,12 +375,13 @@ def test_divergence_check_names_the_array(name):
 
 @pytest.mark.parametrize("num_threads", [1, 3])
 def test_first_nonfinite_finds_nan_and_inf_anywhere(num_threads):
-    """The check runs in chunks of 65,536 floats on several threads: a bad value at either end
-    of any chunk is found; NaN payloads and both infinities count, the largest finite float does
-    not."""
+    """The check runs in chunks (FINITE_CHECK_TASK_FLOATS floats) on several threads: a bad value
+    at either end of any chunk is found; NaN payloads and both infinities count, the largest
+    finite float does not."""
     from fastrank import _sgd
 
-    values = np.random.default_rng(0).standard_normal(3 * 65536 + 5).astype(np.float32)
+    chunk = _sgd.FINITE_CHECK_TASK_FLOATS
+    values = np.random.default_rng(0).standard_normal(3 * chunk + 5).astype(np.float32)
     values[100] = np.finfo(np.float32).max
     values[101] = -np.finfo(np.float32).max
     values[102] = np.finfo(np.float32).tiny / 2  # subnormal
@@ -388,7 +389,7 @@ def test_first_nonfinite_finds_nan_and_inf_anywhere(num_threads):
     assert _sgd.first_nonfinite((np.empty(0, dtype=np.float32),), num_threads) == -1
     assert _sgd.first_nonfinite((), num_threads) == -1
     quiet_nan_with_payload = np.array([0x7FC01234], dtype=np.uint32).view(np.float32)[0]
-    for position in (0, 65535, 65536, 2 * 65536 + 1, len(values) - 1):
+    for position in (0, chunk - 1, chunk, 2 * chunk - 1, 2 * chunk + 1, len(values) - 1):
         for bad in (np.nan, np.inf, -np.inf, quiet_nan_with_payload):
             broken = values.copy()
             broken[position] = bad

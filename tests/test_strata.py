@@ -455,6 +455,22 @@ def test_layout_groups_each_users_positives(n_threads):
     assert ungrouped[9] is None and ungrouped[10] is None
 
 
+@pytest.mark.parametrize("n_threads", [2, 3])
+def test_grouping_positives_leaves_the_cells_as_they_are(n_threads):
+    """group_positives only adds the grouped positives: the cells hold the same examples in the
+    same order. With two threads this compares the scatter loop for two cells (counters in
+    registers, taken without group_positives) with the general one (taken with it)."""
+    (_, items, labels, weights, user_starts, user_order), _ = layout(n_threads=n_threads)
+    plain = _sgd.stratified_examples(5, user_starts, items, labels, weights, user_order, n_threads, 200, 4)
+    grouped = _sgd.stratified_examples(5, user_starts, items, labels, weights, user_order, n_threads, 200, 4,
+                                       group_positives=True)
+    for index in range(9):
+        if isinstance(plain[index], np.ndarray):
+            np.testing.assert_array_equal(plain[index], grouped[index])
+        else:
+            assert plain[index] == grouped[index]
+
+
 @needs_openmp
 def test_strata_with_user_features(monkeypatch):
     """User features (shared rows, Hogwild on that side) with identity items still train in
