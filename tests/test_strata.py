@@ -485,3 +485,35 @@ def test_strata_with_user_features(monkeypatch):
     assert np.isfinite(model.user_embeddings).all()
     held = np.flatnonzero(np.diff(user_features.tocsc().indptr) > 0)
     assert np.all(np.any(model.user_embeddings[held] != start.user_embeddings[held], axis=1))
+
+
+@needs_openmp
+@pytest.mark.parametrize("schedule", ["adagrad", "adadelta", "sgd"])
+@pytest.mark.parametrize("loss", ["logistic", "bpr", "warp", "warp-kos"])
+def test_a_stratified_epoch_on_two_threads_equals_its_blocks_run_one_after_another(monkeypatch, loss, schedule):
+    """In a round the threads train disjoint users and items, so two threads compute what one
+    thread computes running the same blocks in turn, bit for bit. This holds the private bias
+    copies of stratified epochs to it: each row's trained values, and only those, go back (a
+    copy whose row did not change must not overwrite one that did)."""
+    run_epoch = _sgd.run_epoch
+    calls = captured_epochs(monkeypatch, run=False)
+    interactions = strata_interactions(negatives=loss == "logistic")
+    model = strata_model(loss, learning_schedule=schedule)
+    model.fit(interactions, epochs=0).fit_partial(interactions, epochs=1, num_threads=2)
+    arguments = calls[-1]
+    assert arguments.get("candidate_items") is not None and arguments["rounds"] >= 2
+    trained = {}
+    for num_threads in (2, 1):
+        parameters = {side: tuple(None if array is None else array.copy() for array in arguments[side])
+                      for side in ("user_parameters", "item_parameters")}
+        run_epoch(**{**arguments, **parameters, "num_threads": num_threads})
+        trained[num_threads] = parameters
+    for side in ("user_parameters", "item_parameters"):
+        arrays = zip(trained[2][side], trained[1][side], arguments[side])
+        for index, (parallel, sequential, before) in enumerate(arrays):
+            if before is None:
+                continue
+            # the epoch trained this array (a user's bias cancels out of the ranking losses)
+            biases = index % 2 == 1
+            assert np.array_equal(sequential, before) == (biases and side == "user_parameters" and loss != "logistic")
+            np.testing.assert_array_equal(parallel, sequential)
