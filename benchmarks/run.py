@@ -24,7 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 NEXT_PYTHON = os.path.join(REPO, ".bench-venv-next", "bin", "python")
 SCRIPTS = ("train_throughput.py", "thread_scaling.py", "hybrid_throughput.py", "evaluation_speed.py", "debias.py",
-           "cost_growth.py", "roofline.py")
+           "cost_growth.py", "roofline.py", "techniques.py")
 
 
 def machine_description():
@@ -142,6 +142,7 @@ def main(argv=None):
             ("Popularity debiasing", "debias.py", ["--markdown"]),
             ("Cost growth and peak memory", "cost_growth.py", ["--markdown"]),
             ("Roofline floor", "roofline.py", ["--markdown"]),
+            ("Kernel techniques, each switched off", "techniques.py", ["--markdown"]),
         ]:
             if only and script not in only:
                 continue
