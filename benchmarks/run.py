@@ -15,6 +15,7 @@ import datetime
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import sysconfig
@@ -80,8 +81,12 @@ def plot_training(json_path, output):
         return None
     with open(json_path) as stream:
         records = json.load(stream)["results"]
-    rates = {(r["library"], r["dataset"], r["loss"]): r.get("positives_per_s")
-             for r in records if r.get("threads") == 1}
+    # the first table is measured in rounds: a cell's rate is the median of its rounds, as in the table
+    measured = {}
+    for r in records:
+        if r.get("threads") == 1 and r.get("positives_per_s"):
+            measured.setdefault((r["library"], r["dataset"], r["loss"]), []).append(r["positives_per_s"])
+    rates = {key: statistics.median(values) for key, values in measured.items()}
     labels, ratios, next_ratios = [], [], []
     for (library, dataset, loss), rate in sorted(rates.items()):
         peer = rates.get(("lightfm", dataset, loss))
