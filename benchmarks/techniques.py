@@ -41,6 +41,7 @@ import scipy.sparse as sp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common as C  # noqa: E402
+from thread_scaling import load  # noqa: E402  (the training split, as thread_scaling.py trains on)
 from train_throughput import LEARNING_RATE, NO_COMPONENTS  # noqa: E402
 
 import fastrank  # noqa: E402
@@ -162,11 +163,9 @@ def main(argv=None) -> int:
         print("# no AVX2 on this machine (or FASTRANK_DISABLE_AVX2 set): the AVX2 rows are left out")
     if not two_threads:
         print("# fewer than 2 cores or no OpenMP: the strata rows are left out")
-    data = {}
-    for name in (LARGE, SMALL):
-        full = C.load_ml100k() if name == SMALL else C.make_power_law(50_000, 20_000, 1_000_000, seed=args.seed)
-        data[name], _ = C.holdout_split(full, 0.2, args.seed)
-        print(f"# {name}: train {C.describe_matrix(data[name])}")
+    data = {name: load(name, args.seed) for name in (LARGE, SMALL)}
+    for name, train in data.items():
+        print(f"# {name}: train {C.describe_matrix(train)}")
     rows = build_rows(data, avx2, two_threads)
     round_trips = []
     for dataset, rounds in ((LARGE, args.rounds), (SMALL, args.rounds_small)):

@@ -349,6 +349,25 @@ def _cell(rate: Optional[float], mod: C.OptionalModule, skipped: bool) -> str:
     return C.fmt_rate(rate) if rate is not None else "error"
 
 
+def in_rounds(n_rounds: int, cells: List, measure: Callable) -> tuple:
+    """Measure every cell once per round, ``n_rounds`` rounds, so that a slow spell of a shared
+    machine spreads over the cells' rounds instead of falling on one cell.
+
+    ``measure(cell, last)`` returns ``(rates, accuracy)``; ``last`` is True in the last round, the
+    one whose accuracy is kept. Returns ``{cell: [rates of each round]}`` and ``{cell: accuracy}``.
+    """
+    per_round: Dict = {}
+    accuracies: Dict = {}
+    for round_index in range(n_rounds):
+        last = round_index == n_rounds - 1
+        for cell in cells:
+            rates, accuracy = measure(cell, last)
+            per_round.setdefault(cell, []).append(rates)
+            if last:
+                accuracies[cell] = accuracy
+    return per_round, accuracies
+
+
 def load_datasets(args: argparse.Namespace, bench: Bench) -> Dict[str, sp.coo_matrix]:
     """Load every dataset needed by the benchmark tables."""
     data = {}
@@ -433,17 +452,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     # lightfm-next gets the very same COO matrix (format, dtypes) through a temporary .npz
     next_files = {ds: nxt.write_data(interactions=data[ds]) if run_next else None for ds in args.datasets}
-    rounds: Dict[tuple, List[Dict]] = {}
-    accuracies: Dict[tuple, Dict] = {}
-    for round_index in range(args.rounds):
-        # every row once per round, so a slow spell of the machine spreads over the rows' rounds
-        for ds in args.datasets:
-            for loss in args.losses:
-                last = round_index == args.rounds - 1
-                rates, accuracy = table_one_row(ds, loss, next_files[ds], with_accuracy=last)
-                rounds.setdefault((ds, loss), []).append(rates)
-                if last:
-                    accuracies[(ds, loss)] = accuracy
+    rounds, accuracies = in_rounds(
+        args.rounds, [(ds, loss) for ds in args.datasets for loss in args.losses],
+        lambda cell, last: table_one_row(cell[0], cell[1], next_files[cell[0]], with_accuracy=last))
 
     rows = []
     for ds in args.datasets:
@@ -487,8 +498,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print()
 
     # ---- table 2: fastrank BPR vs implicit BPR ------------------------------
-    # Measured in --rounds rounds like table 1 (every row once per round, each model fresh and
-    # timed right after the other's), so one slow spell cannot fall on one model's only cell.
+    # Measured in rounds like table 1 (in_rounds), each model fresh and timed right after the other's.
     def table_two_round(ds, csr, with_accuracy):
         """One round of a data set's rows: implicit's, then each fastrank variant's."""
         rates, accuracy = {}, {}
@@ -511,15 +521,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     # Every model gets the same user x item CSR here (implicit requires one), so none pays for a
     # COO -> CSR conversion inside the timed epoch.
     csrs = {ds: data[ds].tocsr() for ds in args.datasets}
-    rounds_two: Dict[str, List[Dict]] = {}
-    accuracies_two: Dict[str, Dict] = {}
-    for round_index in range(args.rounds):
-        for ds in args.datasets:
-            last = round_index == args.rounds - 1
-            rates, accuracy = table_two_round(ds, csrs[ds], with_accuracy=last)
-            rounds_two.setdefault(ds, []).append(rates)
-            if last:
-                accuracies_two[ds] = accuracy
+    rounds_two, accuracies_two = in_rounds(
+        args.rounds, list(args.datasets), lambda ds, last: table_two_round(ds, csrs[ds], with_accuracy=last))
     rows = []
     for ds in args.datasets:
         per_round = rounds_two[ds]
