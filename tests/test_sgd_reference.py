@@ -455,6 +455,21 @@ def test_single_step(loss, schedule, features, components):
     assert trace == expected
 
 
+@pytest.mark.parametrize("components", [N_COMPONENTS, BLOCKED_COMPONENTS])
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("loss", ["logistic", "bpr"])
+def test_steps_without_l2(loss, schedule, components):
+    """With user_alpha = item_alpha = 0 (the defaults) the row updates take their loops without
+    the L2 term: they must step as the reference does, over a warm epoch of several examples."""
+    interactions = matrix((4, 7), {(0, 1): 1.0, (1, 2): 3.0, (1, 5): 1.0, (3, 0): -1.0, (3, 6): 2.0})
+    model, uf, itf = make_model(loss, schedule, interactions, False, warm=True, seed=17,
+                                no_components=components, user_alpha=0.0, item_alpha=0.0)
+    script = {"logistic": [], "bpr": [3, 4, 3, 4]}[loss]  # items no user has a positive for
+    trace, _ = run_epoch_both(model, interactions, uf, itf, None, lambda order: script)
+    expected = {"logistic": 5, "bpr": 4}[loss]  # BPR trains on the positives only
+    assert len(trace) == expected and all(step[0] == {"logistic": "logistic", "bpr": "update"}[loss] for step in trace)
+
+
 @pytest.mark.parametrize("features", [False, True], ids=["identity", "features"])
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_logistic_positive_and_negative_examples(schedule, features):
