@@ -86,10 +86,10 @@ typedef float fastrank_float4 __attribute__((vector_size(16)));
 
 /* ---- adagrad: g = weight * gradient + alpha * row; row -= rate * g / sqrt(acc); acc += g^2
  * Adagrad and SGD have a second loop without the L2 term, for alpha == 0 (the default): one
- * multiply fewer per component, and the row is not read for it. */
-#define FASTRANK_ADAGRAD_LOOP(l2_term)                                                          \
+ * multiply fewer per component, and no read of the row for the L2 term. */
+#define FASTRANK_ADAGRAD_LOOP(step_gradient)                                                    \
     for (c = 0; c < n; c++) {                                                                  \
-        float g = weight * gradient[c] l2_term;                                                \
+        float g = step_gradient;                                                               \
         float accumulated = acc[c];                                                            \
         row[c] -= rate * g / sqrtf(accumulated);                                               \
         acc[c] = accumulated + g * g;                                                          \
@@ -100,9 +100,9 @@ typedef float fastrank_float4 __attribute__((vector_size(16)));
                                 float alpha, float rate, int n) {                              \
         int c;                                                                                 \
         if (alpha == 0.0f)                                                                     \
-            FASTRANK_ADAGRAD_LOOP()                                                            \
+            FASTRANK_ADAGRAD_LOOP(weight * gradient[c])                                        \
         else                                                                                   \
-            FASTRANK_ADAGRAD_LOOP(+ alpha * row[c])                                            \
+            FASTRANK_ADAGRAD_LOOP(weight * gradient[c] + alpha * row[c])                       \
     }
 
 /* ---- adadelta (Zeiler 2012): E[g^2] decays into `momentum`, E[dx^2] into `acc` ------------ */
