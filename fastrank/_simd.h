@@ -474,14 +474,28 @@ static FASTRANK_TARGET_AVX2 inline __attribute__((always_inline)) float fastrank
         __m256 s1 = _mm256_mul_ps(weight, _mm256_loadu_ps(source + 8));
         __m256 s2 = _mm256_mul_ps(weight, _mm256_loadu_ps(source + 16));
         __m256 s3 = _mm256_mul_ps(weight, _mm256_loadu_ps(source + 24));
-        for (f = 1; f < count; f++) {
-            source = embeddings + (ptrdiff_t)entries[f].feature * n + c0;
-            weight = _mm256_set1_ps(entries[f].weight);
-            s0 = _mm256_fmadd_ps(weight, _mm256_loadu_ps(source), s0);
-            s1 = _mm256_fmadd_ps(weight, _mm256_loadu_ps(source + 8), s1);
-            s2 = _mm256_fmadd_ps(weight, _mm256_loadu_ps(source + 16), s2);
-            s3 = _mm256_fmadd_ps(weight, _mm256_loadu_ps(source + 24), s3);
+#define FASTRANK_ADD_FEATURE_COLUMNS                                                            \
+        source = embeddings + (ptrdiff_t)entries[f].feature * n + c0;                          \
+        weight = _mm256_set1_ps(entries[f].weight);                                            \
+        s0 = _mm256_fmadd_ps(weight, _mm256_loadu_ps(source), s0);                             \
+        s1 = _mm256_fmadd_ps(weight, _mm256_loadu_ps(source + 8), s1);                         \
+        s2 = _mm256_fmadd_ps(weight, _mm256_loadu_ps(source + 16), s2);                        \
+        s3 = _mm256_fmadd_ps(weight, _mm256_loadu_ps(source + 24), s3);
+        /* The first block of columns also sums the biases, from the entries it has just read
+           (a loop of their own after the columns was a sixth of a feature sum's instructions);
+           same order, so the same bias. */
+        if (c0 == 0) {
+            bias = fmaf(entries[0].weight, biases[entries[0].feature], bias);
+            for (f = 1; f < count; f++) {
+                FASTRANK_ADD_FEATURE_COLUMNS
+                bias = fmaf(entries[f].weight, biases[entries[f].feature], bias);
+            }
+        } else {
+            for (f = 1; f < count; f++) {
+                FASTRANK_ADD_FEATURE_COLUMNS
+            }
         }
+#undef FASTRANK_ADD_FEATURE_COLUMNS
         _mm256_storeu_ps(out + c0, s0);
         _mm256_storeu_ps(out + c0 + 8, s1);
         _mm256_storeu_ps(out + c0 + 16, s2);
@@ -497,8 +511,6 @@ static FASTRANK_TARGET_AVX2 inline __attribute__((always_inline)) float fastrank
             high += u3 * (fastrank_float8)s3;
         }
     }
-    for (f = 0; f < count; f++)
-        bias += entries[f].weight * biases[entries[f].feature];
     *bias_out = bias;
     return user == NULL ? bias : fastrank_lanes_total(low + high) + bias;
 }
