@@ -427,12 +427,8 @@ static FASTRANK_TARGET_AVX2 inline __attribute__((always_inline)) void fastrank_
         _mm256_storeu_ps(row + c, _mm256_fnmadd_ps(_mm256_mul_ps(rates, g), inverse_root, value));
         _mm256_storeu_ps(acc + c, _mm256_fmadd_ps(g, g, accumulated));
     }
-    for (; c < n; c++) {
-        float g = with_l2 ? weight * gradient[c] + alpha * row[c] : weight * gradient[c];
-        float accumulated = acc[c];
-        row[c] -= rate * g / sqrtf(accumulated);
-        acc[c] = accumulated + g * g;
-    }
+    if (c < n)
+        fastrank_adagrad_row_base(row + c, acc + c, gradient + c, weight, alpha, rate, n - c);
 }
 
 static FASTRANK_TARGET_AVX2 void fastrank_adagrad_row_avx2(
@@ -482,8 +478,9 @@ static FASTRANK_TARGET_AVX2 inline __attribute__((always_inline)) float fastrank
         s2 = _mm256_fmadd_ps(weight, _mm256_loadu_ps(source + 16), s2);                        \
         s3 = _mm256_fmadd_ps(weight, _mm256_loadu_ps(source + 24), s3);
         /* The first block of columns also sums the biases, from the entries it has just read
-           (a loop of their own after the columns was a sixth of a feature sum's instructions);
-           same order, so the same bias. */
+           (a loop of their own after the columns was a sixth of a feature sum's instructions).
+           Same order of features, each added with one explicit fused multiply-add; trained
+           values can differ from builds before this in the last bits. */
         if (c0 == 0) {
             bias = fmaf(entries[0].weight, biases[entries[0].feature], bias);
             for (f = 1; f < count; f++) {

@@ -459,8 +459,9 @@ def test_single_step(loss, schedule, features, components):
 @pytest.mark.parametrize("schedule", SCHEDULES)
 @pytest.mark.parametrize("loss", ["logistic", "bpr"])
 def test_steps_without_l2(loss, schedule, components):
-    """With user_alpha = item_alpha = 0 (the defaults) the row updates take their loops without
-    the L2 term: they must step as the reference does, over a warm epoch of several examples."""
+    """With user_alpha = item_alpha = 0 (the defaults) the adagrad and SGD row updates take their
+    loops without the L2 term (adadelta has one loop, run here too): they must step as the
+    reference does, over a warm epoch of several examples."""
     interactions = matrix((4, 7), {(0, 1): 1.0, (1, 2): 3.0, (1, 5): 1.0, (3, 0): -1.0, (3, 6): 2.0})
     model, uf, itf = make_model(loss, schedule, interactions, False, warm=True, seed=17,
                                 no_components=components, user_alpha=0.0, item_alpha=0.0)
