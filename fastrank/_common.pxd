@@ -155,7 +155,7 @@ cdef inline int peek_below(const Sampler* sampler, int upper, int ahead) noexcep
 
 cdef inline void prefetch_floats(const float* start, int count) noexcept nogil:
     """Ask for the cache lines holding ``start[0:count]``."""
-    cdef int offset
+    cdef Py_ssize_t offset  # pointer-sized: no sign extension per line
     for offset in range(0, count, 16):
         FASTRANK_PREFETCH(start + offset)
 

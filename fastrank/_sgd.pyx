@@ -47,8 +47,23 @@ cdef enum:
 
 # Popularity-debiasing regulariser codes shared with the estimator.
 DEBIAS = {None: DEBIAS_NONE, "zerosum": DEBIAS_ZEROSUM, "pos2neg2": DEBIAS_POS2NEG2}
-# |score sum/difference| is clipped here inside -log(1 - tanh(.)), keeping it finite (about 17.3).
-cdef float DEBIAS_CLIP = 9.0
+
+# Constants are C constants, not module variables, so that the compiler folds them: loops over
+# PREFETCHED_FEATURES features, or up to PREFETCH_DRAWS candidates, become straight code.
+cdef extern from *:
+    """
+    #define FASTRANK_DEBIAS_CLIP 9.0f
+    #define FASTRANK_ONE 1.0f
+    #define FASTRANK_ZERO 0.0f
+    #define FASTRANK_MAX_LOSS 10.0f
+    """
+    # |score sum/difference| is clipped here inside -log(1 - tanh(.)), keeping it finite (about 17.3).
+    const float DEBIAS_CLIP "FASTRANK_DEBIAS_CLIP"
+    # Float constants: a bare 1.0 is a C double and would drag the arithmetic into double precision.
+    const float ONE "FASTRANK_ONE"
+    const float ZERO "FASTRANK_ZERO"
+    # WARP's rank weight is clipped here for numerical stability.
+    const float MAX_LOSS "FASTRANK_MAX_LOSS"
 
 # Loss codes shared with the estimator.
 LOGISTIC = C_LOGISTIC
@@ -56,32 +71,28 @@ BPR = C_BPR
 WARP = C_WARP
 WARP_KOS = C_WARP_KOS
 
-# Float constants: a bare 1.0 is a C double and would drag the arithmetic into double precision.
-cdef float ONE = 1.0
-cdef float ZERO = 0.0
-# WARP's rank weight is clipped here for numerical stability.
-cdef float MAX_LOSS = 10.0
-# A BPR example whose user has interacted with (nearly) every item is skipped after this many
-# draws that all hit positives, instead of looping forever.
-cdef int BPR_TRIES = 100
-# How many WARP candidates ahead of the one being scored are prefetched.
-cdef int PREFETCH_DRAWS = 4
 cdef enum:
+    # A BPR example whose user has interacted with (nearly) every item is skipped after this many
+    # draws that all hit positives, instead of looping forever.
+    BPR_TRIES = 100
+    # How many WARP candidates ahead of the one being scored are prefetched.
+    PREFETCH_DRAWS = 4
     CACHE_LINE_BYTES = 64
     FLOATS_PER_LINE = 16
-# With features: how many draws before its rows a candidate's CSR feature ids are prefetched.
-cdef int IDS_AHEAD = 2
-# Feature path: how many features at the start of a CSR row are prefetched. In matrices built by
-# fastrank.data (and LightFM's Dataset) the first is the row's own identity feature, used by that
-# row alone and so rarely cached; features shared by many rows mostly stay cached, and
-# prefetching them too measured slower (WARP with item and user features: 8 -> 1 cut epoch time
-# by about 20%, the prefetches of cached lines costing more than the misses they saved).
-cdef int PREFETCHED_FEATURES = 1
-# k-OS with features: how many sampled positives ahead of the one being scored are prefetched.
-# (2 -> 4: epoch time 0.943, 0.966 and 0.995 of before on the 50,000-user set with user and item
-# features, three runs of alternating process pairs, the last in a quiet moment; 6 was even with
-# 2, and all of them at once, 10, 2% slower)
-cdef int KOS_ROWS_AHEAD = 4
+    # With features: how many draws before its rows a candidate's CSR feature ids are prefetched.
+    IDS_AHEAD = 2
+cdef enum:
+    # Feature path: how many features at the start of a CSR row are prefetched. In matrices built
+    # by fastrank.data (and LightFM's Dataset) the first is the row's own identity feature, used
+    # by that row alone and so rarely cached; features shared by many rows mostly stay cached, and
+    # prefetching them too measured slower (WARP with item and user features: 8 -> 1 cut epoch
+    # time by about 20%, the prefetches of cached lines costing more than the misses they saved).
+    PREFETCHED_FEATURES = 1
+    # k-OS with features: how many sampled positives ahead of the one being scored are prefetched.
+    # (2 -> 4: epoch time 0.943, 0.966 and 0.995 of before on the 50,000-user set with user and
+    # item features, three runs of alternating process pairs, the last in a quiet moment; 6 was
+    # even with 2, and all of them at once, 10, 2% slower)
+    KOS_ROWS_AHEAD = 4
 # Models whose parameters and optimizer state (both sides) take at most this many bytes stay in
 # the caches of one core, where software prefetching only adds instructions: on MovieLens 100K
 # (1.4 MB) WARP epochs took 10% less time without it, WARP-kOS 5%, logistic 6%, BPR 1%; at 4 MB
@@ -499,7 +510,8 @@ def shuffled_examples(unsigned long long seed, const int64_t[::1] user_starts, c
 # group, and the epoch took 4.4 ms instead of 3.6 ms (WARP, MovieLens 100K, 2 threads; 7.2 ms on
 # one thread).
 STRATUM_CHUNK_BYTES = 4096
-cdef int BIASES_PER_LINE = CACHE_LINE_BYTES // sizeof(float)
+cdef enum:
+    BIASES_PER_LINE = CACHE_LINE_BYTES // sizeof(float)
 # Each cell is cut into parts of about this many examples, visited in turn: with one round per
 # cell, a user met the positives of one group for a long stretch and WARP lost precision (test
 # p@10 0.202 against 0.206 on one thread, 4 seeds); with parts of this size it was 0.205, and the
@@ -507,7 +519,8 @@ cdef int BIASES_PER_LINE = CACHE_LINE_BYTES // sizeof(float)
 STRATUM_PART_EXAMPLES = 2048
 # The layout's second balancing pass runs for at most this many threads (its cost grows as the
 # cube of the thread count: 2.4 ms for 16 threads on MovieLens 100K).
-cdef int MAX_THREADS_REBALANCED = 4
+cdef enum:
+    MAX_THREADS_REBALANCED = 4
 
 
 def stratum_chunk_items(int no_components):

@@ -22,7 +22,15 @@
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
-#define FASTRANK_PREFETCH(address) __builtin_prefetch((const void*)(address))
+/* GCC counts a prefetch as free of side effects, so a function that only prefetches is "pure" and
+   a call to it, having no result to use, can be deleted: whole prefetch stages disappeared from
+   builds where the compiler could prove their loops finite. The empty volatile asm is a side
+   effect (it emits nothing), which keeps them. */
+static inline __attribute__((always_inline)) void fastrank_prefetch(const void* address) {
+    __builtin_prefetch(address);
+    __asm__ __volatile__("");
+}
+#define FASTRANK_PREFETCH(address) fastrank_prefetch((const void*)(address))
 #elif defined(_MSC_VER)
 #include <xmmintrin.h>
 #define FASTRANK_PREFETCH(address) _mm_prefetch((const char*)(address), _MM_HINT_T0)
