@@ -55,6 +55,8 @@ cdef extern from "_simd.h":
     void fastrank_user_pairwise_gradient(float loss, const float* positive, const float* negative,
                                          float* user_gradient, int n) noexcept nogil
     int fastrank_count_before(const float* scores, int n, float threshold, int item, int limit) noexcept nogil
+    void fastrank_count_before_many(const float* scores, int n, const float* thresholds, const int* items, int m,
+                                    int* counts) noexcept nogil
     int fastrank_sorted_contains(const int* values, int n, int key) noexcept nogil
     unsigned long long fastrank_rank_key(float score, int item) noexcept nogil
     float fastrank_key_score(unsigned long long key) noexcept nogil

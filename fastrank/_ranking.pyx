@@ -15,14 +15,13 @@ agrees with the metrics.
 """
 
 from cython.parallel cimport parallel, prange
-from libc.math cimport INFINITY
+from libc.math cimport INFINITY, NAN
 from libc.stdlib cimport malloc, calloc, free, qsort
-from libc.string cimport memset
-from libc.limits cimport INT_MAX
 from scipy.linalg.cython_blas cimport sgemm
 
 from fastrank._common cimport (
-    FeatureSide, dot, fastrank_count_before, fastrank_detect_cpu, point_feature_rows, representation,
+    FeatureSide, dot, fastrank_count_before, fastrank_count_before_many, fastrank_detect_cpu,
+    fastrank_sorted_contains, point_feature_rows, representation,
 )
 
 
@@ -138,49 +137,44 @@ def block_size(Py_ssize_t n_queries, Py_ssize_t n_targets, Py_ssize_t budget_flo
     return int(max(1, min(n_queries, size)))
 
 
-# Up to this many held-out items per user, each is ranked by one branch-free counting pass over
-# the scores; beyond, one pass places every candidate among the sorted held-out items.
-cdef int COUNTING_LIMIT = 48
+cdef enum:
+    # Exact ranks of up to this many held-out items of a user are counted by branch-free passes
+    # over the scores (several items per pass); beyond, one pass places every candidate among the
+    # sorted held-out items by binary search, which pays a branch misprediction at most steps.
+    # Measured on 20,000-item rows: counting was faster up to 2,000 held-out items (0.43 against
+    # 0.50 s for 300 users), slower from 4,000 (1.30 against 0.72 s). Ranks capped at k are always
+    # counted: each count stops once it passes k (0.18 against 0.51 s with 8,000 items).
+    COUNTING_LIMIT = 2048
 
 
-cdef inline bint sorted_contains(const int* values, int length, int value) noexcept nogil:
-    cdef int low = 0, high = length - 1, middle
-    while low <= high:
-        middle = (low + high) >> 1
-        if values[middle] < value:
-            low = middle + 1
-        elif values[middle] > value:
-            high = middle - 1
-        else:
-            return 1
-    return 0
+cdef inline void count_ranks(float* scores, int n_items, const int[::1] test_indices, int start, int n_test,
+                             const int[::1] exclude_indices, int exclude_start, int exclude_stop,
+                             int rank_cap, float* thresholds, int* counts, float[::1] ranks) noexcept nogil:
+    """Rank each held-out item by counting the items before it (``thresholds`` and ``counts``:
+    scratch space for ``n_test`` values).
 
-
-cdef inline void count_ranks(const float* scores, int n_items, const int[::1] test_indices, int start,
-                             int n_test, const int[::1] exclude_indices, int exclude_start, int exclude_stop,
-                             int rank_cap, float[::1] ranks) noexcept nogil:
-    """Rank each held-out item by counting every item before it, then taking back the excluded
-    items (which are not candidates) that were counted. With ``rank_cap`` > 0 a rank known to
-    be at least ``rank_cap`` is written as ``rank_cap`` without finishing the count: it cannot
-    fall below the cap once the count passes the cap plus every excluded item."""
-    cdef int j, position, item, excluded, count
-    cdef int limit = INT_MAX
-    cdef float threshold
-    if rank_cap > 0:
-        limit = rank_cap + (exclude_stop - exclude_start)
+    Excluded items that are not held out are first overwritten with NaN in ``scores`` (the
+    caller's scratch row), which no comparison counts: they are then never counted, instead of
+    counted and taken back item by item. Exact ranks (``rank_cap`` 0) count several held-out
+    items per pass over the scores; with ``rank_cap`` > 0 each count stops once it reaches the cap
+    and is written as the cap.
+    """
+    cdef int j, position, excluded, count
+    for position in range(exclude_start, exclude_stop):
+        excluded = exclude_indices[position]
+        if not fastrank_sorted_contains(&test_indices[start], n_test, excluded):
+            scores[excluded] = NAN
+    if rank_cap <= 0:
+        for j in range(n_test):
+            thresholds[j] = scores[test_indices[start + j]]
+        fastrank_count_before_many(scores, n_items, thresholds, &test_indices[start], n_test, counts)
+        for j in range(n_test):
+            ranks[start + j] = counts[j]
+        return
     for j in range(n_test):
-        item = test_indices[start + j]
-        threshold = scores[item]
-        count = fastrank_count_before(scores, n_items, threshold, item, limit)
-        if count >= limit:
-            ranks[start + j] = rank_cap
-            continue
-        for position in range(exclude_start, exclude_stop):
-            excluded = exclude_indices[position]
-            if ranks_before(scores[excluded], excluded, threshold, item) and not sorted_contains(
-                    &test_indices[start], n_test, excluded):
-                count -= 1
-        ranks[start + j] = count
+        count = fastrank_count_before(scores, n_items, scores[test_indices[start + j]], test_indices[start + j],
+                                      rank_cap)
+        ranks[start + j] = rank_cap if count >= rank_cap else count
 
 
 def rank_held_out(const float[:, ::1] user_matrix, const float[:, ::1] item_matrix,
@@ -212,10 +206,11 @@ def rank_held_out(const float[:, ::1] user_matrix, const float[:, ::1] item_matr
     cdef Py_ssize_t n_users = user_matrix.shape[0]
     cdef int n_items = item_matrix.shape[0]
     cdef Py_ssize_t first, count, user, longest = 0
-    cdef int row, position, item, start, n_test, low, high, middle, j, seen, needed
+    cdef int row, position, item, start, n_test, low, high, middle, j, seen
     cdef float score
     cdef float* block
     cdef float* scores
+    cdef float* thresholds
     cdef unsigned char* marks
     cdef Scored* held
     cdef int* beaten
@@ -237,10 +232,11 @@ def rank_held_out(const float[:, ::1] user_matrix, const float[:, ::1] item_matr
                 marks = <unsigned char*>calloc(n_items, 1)
                 held = <Scored*>malloc((longest + 1) * sizeof(Scored))
                 beaten = <int*>malloc((longest + 1) * sizeof(int))
-                if marks == NULL or held == NULL or beaten == NULL:
+                thresholds = <float*>malloc((longest + 1) * sizeof(float))
+                if marks == NULL or held == NULL or beaten == NULL or thresholds == NULL:
                     allocation_failed[0] = 1
                 for row in prange(<int>count, schedule="dynamic"):
-                    if marks == NULL or held == NULL or beaten == NULL:
+                    if marks == NULL or held == NULL or beaten == NULL or thresholds == NULL:
                         continue
                     user = first + row
                     start = test_indptr[user]
@@ -248,10 +244,10 @@ def rank_held_out(const float[:, ::1] user_matrix, const float[:, ::1] item_matr
                     if n_test == 0:
                         continue
                     scores = block + <Py_ssize_t>row * n_items
-                    if n_test <= COUNTING_LIMIT:
+                    if n_test <= COUNTING_LIMIT or rank_cap > 0:
                         count_ranks(scores, n_items, test_indices, start, n_test,
                                     exclude_indices, exclude_indptr[user], exclude_indptr[user + 1], rank_cap,
-                                    ranks)
+                                    thresholds, beaten, ranks)
                         continue
                     for position in range(exclude_indptr[user], exclude_indptr[user + 1]):
                         marks[exclude_indices[position]] = 1
@@ -263,19 +259,16 @@ def rank_held_out(const float[:, ::1] user_matrix, const float[:, ::1] item_matr
                         beaten[j] = 0
                     beaten[n_test] = 0
                     qsort(held, n_test, sizeof(Scored), compare_ranked)
-                    # Only the first ``needed`` sorted held-out items can rank below the cap (the
-                    # j-th has at least j items before it); the rest get the cap.
-                    needed = n_test if rank_cap <= 0 or rank_cap >= n_test else rank_cap
-                    # Each candidate ranks before a suffix of the sorted held-out items; find where
+                    # Exact ranks only (capped ones are counted above). Each candidate ranks before a suffix of the sorted held-out items; find where
                     # the suffix starts and count it there, then accumulate.
                     for item in range(n_items):
                         if marks[item]:
                             continue
                         score = scores[item]
-                        if not ranks_before(score, item, held[needed - 1].score, held[needed - 1].item):
+                        if not ranks_before(score, item, held[n_test - 1].score, held[n_test - 1].item):
                             continue
                         low = 0
-                        high = needed - 1
+                        high = n_test - 1
                         while low < high:
                             middle = (low + high) >> 1
                             if ranks_before(score, item, held[middle].score, held[middle].item):
@@ -284,11 +277,9 @@ def rank_held_out(const float[:, ::1] user_matrix, const float[:, ::1] item_matr
                                 low = middle + 1
                         beaten[low] = beaten[low] + 1
                     seen = 0
-                    for j in range(needed):
+                    for j in range(n_test):
                         seen = seen + beaten[j]
                         beaten[j] = seen + j  # candidates before it, plus the held-out items before it
-                    for j in range(needed, n_test):
-                        beaten[j] = rank_cap
                     for j in range(n_test):
                         # write each rank at its test entry (test columns are sorted: binary search)
                         low = start
@@ -307,6 +298,7 @@ def rank_held_out(const float[:, ::1] user_matrix, const float[:, ::1] item_matr
                 free(marks)
                 free(held)
                 free(beaten)
+                free(thresholds)
             if allocation_failed[0]:
                 raise MemoryError("fastrank could not allocate ranking buffers")
     finally:

@@ -315,6 +315,17 @@ FASTRANK_DEFINE_ADADELTA(fastrank_adadelta_row_base, inline)
 FASTRANK_DEFINE_SGD(fastrank_sgd_row_base, inline)
 FASTRANK_DEFINE_PAIRWISE(fastrank_user_pairwise_gradient_base, inline)
 FASTRANK_DEFINE_COUNT_BEFORE(fastrank_count_before_base, inline)
+
+/* ---- exact ranks of several held-out items of one row of scores --------------------------
+ * counts[g] = fastrank_count_before(scores, n, thresholds[g], items[g], no limit) for g < m, with
+ * `items` ascending. The baseline counts one item at a time; the AVX2 version counts four per pass
+ * over the scores (one load of each score, four comparisons). */
+static inline void fastrank_count_before_many_base(const float* scores, int n, const float* thresholds,
+                                                   const int* items, int m, int* counts) {
+    int g;
+    for (g = 0; g < m; g++)
+        counts[g] = fastrank_count_before_base(scores, n, thresholds[g], items[g], n);
+}
 FASTRANK_DEFINE_WEIGHTED_SUM(fastrank_weighted_sum_base, inline)
 
 static inline float fastrank_weighted_score_base(float* out, float* bias_out, const float* user,
@@ -452,6 +463,62 @@ FASTRANK_DEFINE_ADADELTA(fastrank_adadelta_row_avx2, FASTRANK_TARGET_AVX2)
 FASTRANK_DEFINE_SGD(fastrank_sgd_row_avx2, FASTRANK_TARGET_AVX2)
 FASTRANK_DEFINE_PAIRWISE(fastrank_user_pairwise_gradient_avx2, FASTRANK_TARGET_AVX2)
 FASTRANK_DEFINE_COUNT_BEFORE(fastrank_count_before_avx2, FASTRANK_TARGET_AVX2)
+
+typedef int fastrank_int8 __attribute__((vector_size(32)));
+
+/* Scores [start, stop) against four thresholds: the first `after` of them (whose items lie before
+   `start`) count higher scores only, the others higher or equal ones (the tie rule, as in
+   fastrank_count_before). A vector comparison is -1 where true, so subtracting counts. Always
+   inlined with `after` a constant, so each span gets its own branch-free loop. */
+static FASTRANK_TARGET_AVX2 inline __attribute__((always_inline)) void fastrank_count_span_avx2(
+        const float* scores, int start, int stop, int after, const float* thresholds,
+        fastrank_int8* counted, int* tail_counts) {
+    fastrank_float8 t0 = {0}, t1, t2, t3, v;
+    int j = start, g;
+    t0 = t0 + thresholds[0];
+    t1 = (fastrank_float8){0} + thresholds[1];
+    t2 = (fastrank_float8){0} + thresholds[2];
+    t3 = (fastrank_float8){0} + thresholds[3];
+    for (; j + 8 <= stop; j += 8) {
+        memcpy(&v, scores + j, sizeof(v));
+        counted[0] -= after > 0 ? (fastrank_int8)(v > t0) : (fastrank_int8)(v >= t0);
+        counted[1] -= after > 1 ? (fastrank_int8)(v > t1) : (fastrank_int8)(v >= t1);
+        counted[2] -= after > 2 ? (fastrank_int8)(v > t2) : (fastrank_int8)(v >= t2);
+        counted[3] -= after > 3 ? (fastrank_int8)(v > t3) : (fastrank_int8)(v >= t3);
+    }
+    for (; j < stop; j++)
+        for (g = 0; g < 4; g++)
+            tail_counts[g] += g < after ? scores[j] > thresholds[g] : scores[j] >= thresholds[g];
+}
+
+/* Four thresholds per pass; a last group of fewer is padded with NaN thresholds, which no
+   comparison counts, and items at `n` (empty spans). */
+static FASTRANK_TARGET_AVX2 void fastrank_count_before_many_avx2(const float* scores, int n,
+                                                                 const float* thresholds, const int* items,
+                                                                 int m, int* counts) {
+    int first, g, lane, size;
+    for (first = 0; first < m; first += 4) {
+        float group[4];
+        int bound[4], tail_counts[4] = {0, 0, 0, 0};
+        fastrank_int8 counted[4] = {{0}, {0}, {0}, {0}};
+        size = m - first < 4 ? m - first : 4;
+        for (g = 0; g < 4; g++) {
+            group[g] = g < size ? thresholds[first + g] : NAN;
+            bound[g] = g < size ? items[first + g] : n;
+        }
+        fastrank_count_span_avx2(scores, 0, bound[0], 0, group, counted, tail_counts);
+        fastrank_count_span_avx2(scores, bound[0], bound[1], 1, group, counted, tail_counts);
+        fastrank_count_span_avx2(scores, bound[1], bound[2], 2, group, counted, tail_counts);
+        fastrank_count_span_avx2(scores, bound[2], bound[3], 3, group, counted, tail_counts);
+        fastrank_count_span_avx2(scores, bound[3], n, 4, group, counted, tail_counts);
+        for (g = 0; g < size; g++) {
+            int total = tail_counts[g];
+            for (lane = 0; lane < 8; lane++)
+                total += counted[g][lane];
+            counts[first + g] = total;
+        }
+    }
+}
 FASTRANK_DEFINE_WEIGHTED_SUM(fastrank_weighted_sum_avx2_any, FASTRANK_TARGET_AVX2)
 
 /* The weighted feature sum with the partial sums of 32 columns held in four registers across all
@@ -579,6 +646,11 @@ static inline void fastrank_user_pairwise_gradient(float loss, const float* posi
 
 static inline int fastrank_count_before(const float* scores, int n, float threshold, int item, int limit) {
     return FASTRANK_DISPATCH(fastrank_count_before, scores, n, threshold, item, limit);
+}
+
+static inline void fastrank_count_before_many(const float* scores, int n, const float* thresholds,
+                                              const int* items, int m, int* counts) {
+    FASTRANK_DISPATCH(fastrank_count_before_many, scores, n, thresholds, items, m, counts);
 }
 
 static inline float fastrank_weighted_sum(float* out, const float* embeddings, const float* biases,

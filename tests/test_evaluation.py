@@ -236,8 +236,8 @@ def scenario_constant(seed=3, n_users=12, n_items=15):
 
 
 def scenario_many_test(seed=4, n_users=10, n_items=130):
-    """Test rows of 50-110 items (beyond the kernel's 48-item counting path), with train rows and
-    ties among and around the test items."""
+    """Test rows of 50-110 items (counted four held-out items per pass: many passes per row),
+    with train rows and ties among and around the test items."""
     rng = np.random.default_rng(seed)
     model = make_model(n_users, n_items, seed=seed)
     model.item_embeddings[40:80:3] = model.item_embeddings[40]
@@ -267,8 +267,8 @@ def scenario_hybrid(seed=5, n_users=20, n_items=25):
 
 def scenario_large_catalogue(seed=6, n_users=8, n_items=1700):
     """More than three 512-item counting blocks (top-k metrics stop counting early), training
-    items scored above everything (taken back after counting), test rows on both sides of the
-    48-item counting limit, and tied groups straddling block boundaries."""
+    items scored above everything (never counted), test rows of 5 to 120 items, and tied groups
+    straddling block boundaries."""
     rng = np.random.default_rng(seed)
     model = make_model(n_users, n_items, seed=seed)
     for start in (500, 1020, 1530):
@@ -286,8 +286,52 @@ def scenario_large_catalogue(seed=6, n_users=8, n_items=1700):
     return model, test, train, {}
 
 
+def scenario_counting_groups(seed=7, n_users=24, n_items=203):
+    """Exact ranks count several held-out items per pass over a user's scores: rows of 1 to 13
+    test items (groups of four and partial groups), items next to each other and sharing one
+    8-score vector, the first and last ids, a catalogue that is not a multiple of 8, and scores
+    with few distinct values (ties across group members, train items and negatives)."""
+    rng = np.random.default_rng(seed)
+    model = make_model(n_users, n_items, seed=seed)
+    model.item_embeddings[...] = dyadic(rng, model.item_embeddings.shape, denominator=1)
+    model.item_biases[...] = dyadic(rng, n_items, denominator=1)
+    model.user_embeddings[...] = dyadic(rng, model.user_embeddings.shape, denominator=1)
+    train = rng.random((n_users, n_items)) < 0.2
+    test = np.zeros((n_users, n_items), dtype=bool)
+    for user in range(n_users):
+        size = user % 13 + 1
+        if user % 3 == 0:  # a run of neighbours from the start
+            test[user, :size] = True
+        elif user % 3 == 1:  # a run of neighbours up to the last id
+            test[user, n_items - size:] = True
+        else:
+            test[user, rng.choice(n_items, size, replace=False)] = True
+    train &= ~test
+    train, test = to_sparse(train, test, n_items)
+    return model, test, train, {}
+
+
+def scenario_long_test_rows(seed=8, n_users=5, n_items=2600):
+    """Exact ranks of users with more held-out items than the counting limit (2,048) are found
+    by sorting them and placing every candidate by binary search; capped ranks (top-k metrics)
+    are still counted. Rows of 2,200 and 2,500 test items beside short ones, with ties."""
+    rng = np.random.default_rng(seed)
+    model = make_model(n_users, n_items, seed=seed)
+    model.item_embeddings[...] = dyadic(rng, model.item_embeddings.shape, denominator=2)
+    model.item_biases[...] = dyadic(rng, n_items, denominator=2)
+    train = rng.random((n_users, n_items)) < 0.03
+    test = np.zeros((n_users, n_items), dtype=bool)
+    for user, size in enumerate((2200, 3, 2500, 40, 0)):
+        test[user, rng.choice(n_items, size, replace=False)] = True
+    test &= ~train
+    train, test = to_sparse(train, test, n_items)
+    return model, test, train, {}
+
+
 SCENARIOS = {
+    "counting_groups": scenario_counting_groups,
     "large_catalogue": scenario_large_catalogue,
+    "long_test_rows": scenario_long_test_rows,
     "random": scenario_random,
     "ties": scenario_ties,
     "constant": scenario_constant,
