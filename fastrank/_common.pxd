@@ -55,6 +55,12 @@ cdef extern from "_simd.h":
     void fastrank_user_pairwise_gradient(float loss, const float* positive, const float* negative,
                                          float* user_gradient, int n) noexcept nogil
     int fastrank_count_before(const float* scores, int n, float threshold, int item, int limit) noexcept nogil
+    enum:
+        FASTRANK_TILE_ROWS
+        FASTRANK_PANEL
+    void fastrank_score_tile(const float* queries, Py_ssize_t query_stride, int n_rows, int width,
+                             const float* packed, int first_panel, int last_panel, float* out,
+                             Py_ssize_t out_stride) noexcept nogil
     void fastrank_count_before_many(const float* scores, int n, const float* thresholds, const int* items, int m,
                                     int* counts) noexcept nogil
     int fastrank_sorted_contains(const int* values, int n, int key) noexcept nogil

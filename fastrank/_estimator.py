@@ -921,7 +921,7 @@ class FastRank:
         return ranks, np.diff(train.indptr) - shared
 
     def _scoring_matrix(self, features, side, rows):
-        """Augmented representations for sgemm scoring, and the biases of ``rows``.
+        """Augmented representations for blocked scoring (``_ranking``), and the biases of ``rows``.
 
         Users get ``[repr, 1]`` and items ``[repr, bias]``, so that a product of rows is
         ``user_repr . item_repr + item_bias``; the user bias, constant per user, is returned

@@ -4,24 +4,29 @@
 Inputs are validated by ``fastrank._estimator`` / ``fastrank.evaluation``; this module only
 unpacks them and runs ``nogil``.
 
-Ranking works on blocks of users: one sgemm scores a block against every item (the user
-matrix carries a column of ones and the item matrix a column of item biases, so the product is
-``user_repr . item_repr + item_bias``), then the users of the block are ranked in parallel.
-Memory is bounded by the block: ``block_users * n_items`` floats.
+Ranking works on blocks of users, one block per thread at a time: the thread scores its block
+against every item (the user matrix carries a column of ones and the item matrix a column of
+item biases, so the product is ``user_repr . item_repr + item_bias``), then ranks the block's
+users from those scores while they are still in its cache. Scoring is a small matrix product
+of our own (``fastrank_score_tile``: tiles of 6 users by panels of 16 items packed once), not
+BLAS: every score is computed by the same sequence of operations, and the scores never travel
+to main memory and back, as a whole block of BLAS output did (with a pass to clear it first).
+Memory per thread is bounded by the block: ``block_users * n_items`` floats.
 
 Ties are broken one way everywhere: of two items with equal scores, the lower item id ranks
 first. Ranks are therefore a strict order, a constant model gets no credit, and ``recommend``
 agrees with the metrics.
 """
 
+cimport cython
 from cython.parallel cimport parallel, prange
 from libc.math cimport INFINITY, NAN
 from libc.stdlib cimport malloc, calloc, free, qsort
-from scipy.linalg.cython_blas cimport sgemm
+from libc.string cimport memcpy, memset
 
 from fastrank._common cimport (
-    FeatureSide, dot, fastrank_count_before, fastrank_count_before_many, fastrank_detect_cpu,
-    fastrank_sorted_contains, point_feature_rows, representation,
+    FASTRANK_PANEL, FASTRANK_TILE_ROWS, FeatureSide, dot, fastrank_count_before, fastrank_count_before_many,
+    fastrank_detect_cpu, fastrank_score_tile, fastrank_sorted_contains, point_feature_rows, representation,
 )
 
 
@@ -115,25 +120,65 @@ cdef int compare_ranked(const void* left, const void* right) noexcept nogil:
     return 0
 
 
-cdef int score_block(const float[:, ::1] queries, Py_ssize_t first, int count,
-                     const float[:, ::1] targets, float* out) noexcept nogil:
-    """``out[r, j] = queries[first + r] . targets[j]`` (row-major, count x n_targets) by sgemm."""
-    cdef int n_targets = targets.shape[0]
-    cdef int width = targets.shape[1]
-    cdef float one = 1.0, zero = 0.0
-    cdef char transpose = b'T'
-    cdef char plain = b'N'
-    if count == 0 or n_targets == 0:
-        return 0
-    # Column-major view: out^T (n_targets x count) = targets (width x n_targets)^T . queries^T.
-    sgemm(&transpose, &plain, &n_targets, &count, &width, &one, <float*>&targets[0, 0], &width,
-          <float*>&queries[first, 0], &width, &zero, out, &n_targets)
-    return 0
+cdef enum:
+    # Panels of targets scored per pass over a block's tiles: 32 panels of 16 items (a 65-wide
+    # model: 133 KB) stay in the core's cache while every tile of the block reads them.
+    PANELS_PER_CHUNK = 32
 
 
-def block_size(Py_ssize_t n_queries, Py_ssize_t n_targets, Py_ssize_t budget_floats=1 << 23):
-    """Queries per block so that one block of scores holds at most ``budget_floats`` floats."""
+@cython.cdivision(True)
+cdef float* packed_targets(const float[:, ::1] targets, Py_ssize_t* stride) except NULL:
+    """The targets in panels of FASTRANK_PANEL (the layout ``fastrank_score_tile`` reads), the last
+    panel padded with zero rows; ``stride`` receives the padded count (a row of scores). The
+    caller frees the result."""
+    cdef Py_ssize_t n_targets = targets.shape[0], width = targets.shape[1], target, k
+    cdef Py_ssize_t n_panels = (n_targets + FASTRANK_PANEL - 1) // FASTRANK_PANEL
+    cdef float* packed = <float*>calloc(max(n_panels * width * FASTRANK_PANEL, 1), sizeof(float))
+    if packed == NULL:
+        raise MemoryError("fastrank could not allocate the packed scoring matrix")
+    with nogil:
+        for target in range(n_targets):
+            for k in range(width):
+                packed[((target // FASTRANK_PANEL) * width + k) * FASTRANK_PANEL + target % FASTRANK_PANEL] = \
+                    targets[target, k]
+    stride[0] = n_panels * FASTRANK_PANEL
+    return packed
+
+
+@cython.cdivision(True)
+cdef void score_rows(const float[:, ::1] queries, Py_ssize_t first, int count, const float* packed,
+                     float* tile, float* out, Py_ssize_t out_stride) noexcept nogil:
+    """``out[r * out_stride + j] = queries[first + r] . target j`` for r < count and every target j
+    packed by ``packed_targets`` (``out_stride``: its padded count; scores past the last target are
+    padding). ``tile``: scratch for FASTRANK_TILE_ROWS rows of the queries' width."""
+    cdef int n_panels = <int>(out_stride / FASTRANK_PANEL)
+    cdef int width = queries.shape[1]
+    cdef int chunk, tile_first, rows, last_full = count - count % FASTRANK_TILE_ROWS
+    cdef const float* tile_rows
+    if count == 0 or n_panels == 0:
+        return
+    if last_full < count:
+        # The short last tile runs on zero rows past its end, and only its own rows are stored.
+        memset(tile, 0, FASTRANK_TILE_ROWS * width * sizeof(float))
+        memcpy(tile, &queries[first + last_full, 0], (count - last_full) * width * sizeof(float))
+    chunk = 0
+    while chunk < n_panels:
+        tile_first = 0
+        while tile_first < count:
+            rows = min(FASTRANK_TILE_ROWS, count - tile_first)
+            tile_rows = tile if tile_first == last_full else &queries[first + tile_first, 0]
+            fastrank_score_tile(tile_rows, width, rows, width, packed, chunk, min(chunk + PANELS_PER_CHUNK, n_panels),
+                                out + tile_first * out_stride, out_stride)
+            tile_first += FASTRANK_TILE_ROWS
+        chunk += PANELS_PER_CHUNK
+
+
+def block_size(Py_ssize_t n_queries, Py_ssize_t n_targets, Py_ssize_t budget_floats=1 << 20):
+    """Queries per block (a whole number of tiles when the budget allows) so that one block of
+    scores holds at most ``budget_floats`` floats. Each thread scores and ranks its own blocks."""
     cdef Py_ssize_t size = budget_floats // max(n_targets, 1)
+    if size >= FASTRANK_TILE_ROWS:
+        size -= size % FASTRANK_TILE_ROWS
     return int(max(1, min(n_queries, size)))
 
 
@@ -198,17 +243,20 @@ def rank_held_out(const float[:, ::1] user_matrix, const float[:, ::1] item_matr
         rule, other test items included and excluded items not.
     num_threads : int
     block_users : int
-        Users scored per sgemm call.
+        Users scored and ranked together by one thread (``block_size``); each thread holds
+        ``block_users`` rows of scores. The items are packed once, a copy of ``item_matrix``.
     rank_cap : int, default 0
         When > 0, a rank of ``rank_cap`` or more may be written as ``rank_cap`` (exact below it):
         enough for top-k metrics with k <= ``rank_cap``, and counting stops early. 0: exact.
     """
     cdef Py_ssize_t n_users = user_matrix.shape[0]
-    cdef int n_items = item_matrix.shape[0]
-    cdef Py_ssize_t first, count, user, longest = 0
+    cdef int n_items = item_matrix.shape[0], width = user_matrix.shape[1]
+    cdef Py_ssize_t first, count, user, longest = 0, stride = 0, block_index, n_blocks
     cdef int row, position, item, start, n_test, low, high, middle, j, seen
     cdef float score
+    cdef float* packed
     cdef float* block
+    cdef float* tile
     cdef float* scores
     cdef float* thresholds
     cdef unsigned char* marks
@@ -220,89 +268,91 @@ def rank_held_out(const float[:, ::1] user_matrix, const float[:, ::1] item_matr
         return
     for user in range(n_users):
         longest = max(longest, test_indptr[user + 1] - test_indptr[user])
-    block = <float*>malloc(block_users * n_items * sizeof(float))
-    if block == NULL:
-        raise MemoryError("fastrank could not allocate the scoring block")
-    try:
-        for first in range(0, n_users, block_users):
+    packed = packed_targets(item_matrix, &stride)
+    n_blocks = (n_users + block_users - 1) // block_users
+    with nogil, parallel(num_threads=num_threads):
+        block = <float*>malloc(block_users * stride * sizeof(float))
+        tile = <float*>malloc(FASTRANK_TILE_ROWS * width * sizeof(float))
+        marks = <unsigned char*>calloc(n_items, 1)
+        held = <Scored*>malloc((longest + 1) * sizeof(Scored))
+        beaten = <int*>malloc((longest + 1) * sizeof(int))
+        thresholds = <float*>malloc((longest + 1) * sizeof(float))
+        if block == NULL or tile == NULL or marks == NULL or held == NULL or beaten == NULL or thresholds == NULL:
+            allocation_failed[0] = 1
+        for block_index in prange(n_blocks, schedule="dynamic"):
+            if block == NULL or tile == NULL or marks == NULL or held == NULL or beaten == NULL or thresholds == NULL:
+                continue
+            first = block_index * block_users
             count = min(block_users, n_users - first)
-            with nogil:
-                score_block(user_matrix, first, <int>count, item_matrix, block)
-            with nogil, parallel(num_threads=num_threads):
-                marks = <unsigned char*>calloc(n_items, 1)
-                held = <Scored*>malloc((longest + 1) * sizeof(Scored))
-                beaten = <int*>malloc((longest + 1) * sizeof(int))
-                thresholds = <float*>malloc((longest + 1) * sizeof(float))
-                if marks == NULL or held == NULL or beaten == NULL or thresholds == NULL:
-                    allocation_failed[0] = 1
-                for row in prange(<int>count, schedule="dynamic"):
-                    if marks == NULL or held == NULL or beaten == NULL or thresholds == NULL:
+            score_rows(user_matrix, first, <int>count, packed, tile, block, stride)
+            for row in range(<int>count):
+                user = first + row
+                start = test_indptr[user]
+                n_test = test_indptr[user + 1] - start
+                if n_test == 0:
+                    continue
+                scores = block + <Py_ssize_t>row * stride
+                if n_test <= COUNTING_LIMIT or rank_cap > 0:
+                    count_ranks(scores, n_items, test_indices, start, n_test,
+                                exclude_indices, exclude_indptr[user], exclude_indptr[user + 1], rank_cap,
+                                thresholds, beaten, ranks)
+                    continue
+                for position in range(exclude_indptr[user], exclude_indptr[user + 1]):
+                    marks[exclude_indices[position]] = 1
+                for j in range(n_test):
+                    item = test_indices[start + j]
+                    marks[item] = 1
+                    held[j].score = scores[item]
+                    held[j].item = item
+                    beaten[j] = 0
+                beaten[n_test] = 0
+                qsort(held, n_test, sizeof(Scored), compare_ranked)
+                # Exact ranks only (capped ones are counted above). Each candidate ranks before a
+                # suffix of the sorted held-out items; find where the suffix starts and count it
+                # there, then accumulate.
+                for item in range(n_items):
+                    if marks[item]:
                         continue
-                    user = first + row
-                    start = test_indptr[user]
-                    n_test = test_indptr[user + 1] - start
-                    if n_test == 0:
+                    score = scores[item]
+                    if not ranks_before(score, item, held[n_test - 1].score, held[n_test - 1].item):
                         continue
-                    scores = block + <Py_ssize_t>row * n_items
-                    if n_test <= COUNTING_LIMIT or rank_cap > 0:
-                        count_ranks(scores, n_items, test_indices, start, n_test,
-                                    exclude_indices, exclude_indptr[user], exclude_indptr[user + 1], rank_cap,
-                                    thresholds, beaten, ranks)
-                        continue
-                    for position in range(exclude_indptr[user], exclude_indptr[user + 1]):
-                        marks[exclude_indices[position]] = 1
-                    for j in range(n_test):
-                        item = test_indices[start + j]
-                        marks[item] = 1
-                        held[j].score = scores[item]
-                        held[j].item = item
-                        beaten[j] = 0
-                    beaten[n_test] = 0
-                    qsort(held, n_test, sizeof(Scored), compare_ranked)
-                    # Exact ranks only (capped ones are counted above). Each candidate ranks before a suffix of the sorted held-out items; find where
-                    # the suffix starts and count it there, then accumulate.
-                    for item in range(n_items):
-                        if marks[item]:
-                            continue
-                        score = scores[item]
-                        if not ranks_before(score, item, held[n_test - 1].score, held[n_test - 1].item):
-                            continue
-                        low = 0
-                        high = n_test - 1
-                        while low < high:
-                            middle = (low + high) >> 1
-                            if ranks_before(score, item, held[middle].score, held[middle].item):
-                                high = middle
-                            else:
-                                low = middle + 1
-                        beaten[low] = beaten[low] + 1
-                    seen = 0
-                    for j in range(n_test):
-                        seen = seen + beaten[j]
-                        beaten[j] = seen + j  # candidates before it, plus the held-out items before it
-                    for j in range(n_test):
-                        # write each rank at its test entry (test columns are sorted: binary search)
-                        low = start
-                        high = start + n_test - 1
-                        while low < high:
-                            middle = (low + high) >> 1
-                            if test_indices[middle] < held[j].item:
-                                low = middle + 1
-                            else:
-                                high = middle
-                        ranks[low] = beaten[j]
-                    for position in range(exclude_indptr[user], exclude_indptr[user + 1]):
-                        marks[exclude_indices[position]] = 0
-                    for j in range(n_test):
-                        marks[test_indices[start + j]] = 0
-                free(marks)
-                free(held)
-                free(beaten)
-                free(thresholds)
-            if allocation_failed[0]:
-                raise MemoryError("fastrank could not allocate ranking buffers")
-    finally:
+                    low = 0
+                    high = n_test - 1
+                    while low < high:
+                        middle = (low + high) >> 1
+                        if ranks_before(score, item, held[middle].score, held[middle].item):
+                            high = middle
+                        else:
+                            low = middle + 1
+                    beaten[low] = beaten[low] + 1
+                seen = 0
+                for j in range(n_test):
+                    seen = seen + beaten[j]
+                    beaten[j] = seen + j  # candidates before it, plus the held-out items before it
+                for j in range(n_test):
+                    # write each rank at its test entry (test columns are sorted: binary search)
+                    low = start
+                    high = start + n_test - 1
+                    while low < high:
+                        middle = (low + high) >> 1
+                        if test_indices[middle] < held[j].item:
+                            low = middle + 1
+                        else:
+                            high = middle
+                    ranks[low] = beaten[j]
+                for position in range(exclude_indptr[user], exclude_indptr[user + 1]):
+                    marks[exclude_indices[position]] = 0
+                for j in range(n_test):
+                    marks[test_indices[start + j]] = 0
         free(block)
+        free(tile)
+        free(marks)
+        free(held)
+        free(beaten)
+        free(thresholds)
+    free(packed)
+    if allocation_failed[0]:
+        raise MemoryError("fastrank could not allocate ranking buffers")
 
 
 cdef inline void sift_down(Scored* heap, int size, int position) noexcept nogil:
@@ -368,13 +418,17 @@ def top_k(const float[:, ::1] query_matrix, const float[:, ::1] candidate_matrix
         Receives the scores, -inf where fewer than k candidates remain.
     num_threads : int
     block_queries : int
+        Queries scored and selected together by one thread (``block_size``). The candidates are
+        packed once, a copy of ``candidate_matrix``.
     """
     cdef Py_ssize_t n_queries = query_matrix.shape[0]
-    cdef int n_candidates = candidate_matrix.shape[0]
-    cdef Py_ssize_t first, count, query
+    cdef int n_candidates = candidate_matrix.shape[0], width = query_matrix.shape[1]
+    cdef Py_ssize_t first, count, query, stride = 0, block_index, n_blocks
     cdef int row, position, j, size, item, group, group_end
     cdef float score
+    cdef float* packed
     cdef float* block
+    cdef float* tile
     cdef float* scores
     cdef unsigned char* marks
     cdef Scored* heap
@@ -383,67 +437,68 @@ def top_k(const float[:, ::1] query_matrix, const float[:, ::1] candidate_matrix
     allocation_failed[0] = 0
     if n_queries == 0:
         return
-    block = <float*>malloc(max(block_queries * n_candidates, 1) * sizeof(float))
-    if block == NULL:
-        raise MemoryError("fastrank could not allocate the scoring block")
-    try:
-        for first in range(0, n_queries, block_queries):
+    packed = packed_targets(candidate_matrix, &stride)
+    n_blocks = (n_queries + block_queries - 1) // block_queries
+    with nogil, parallel(num_threads=num_threads):
+        block = <float*>malloc(max(block_queries * stride, 1) * sizeof(float))
+        tile = <float*>malloc(FASTRANK_TILE_ROWS * width * sizeof(float))
+        marks = <unsigned char*>calloc(max(n_ids, 1), 1)
+        heap = <Scored*>malloc(k * sizeof(Scored))
+        if block == NULL or tile == NULL or marks == NULL or heap == NULL:
+            allocation_failed[0] = 1
+        for block_index in prange(n_blocks, schedule="dynamic"):
+            if block == NULL or tile == NULL or marks == NULL or heap == NULL:
+                continue
+            first = block_index * block_queries
             count = min(block_queries, n_queries - first)
-            with nogil:
-                score_block(query_matrix, first, <int>count, candidate_matrix, block)
-            with nogil, parallel(num_threads=num_threads):
-                marks = <unsigned char*>calloc(max(n_ids, 1), 1)
-                heap = <Scored*>malloc(k * sizeof(Scored))
-                if marks == NULL or heap == NULL:
-                    allocation_failed[0] = 1
-                for row in prange(<int>count, schedule="dynamic"):
-                    if marks == NULL or heap == NULL:
+            score_rows(query_matrix, first, <int>count, packed, tile, block, stride)
+            for row in range(<int>count):
+                query = first + row
+                scores = block + <Py_ssize_t>row * stride
+                for position in range(exclude_indptr[query], exclude_indptr[query + 1]):
+                    marks[exclude_indices[position]] = 1
+                size = 0
+                for group in range(0, n_candidates, 16):
+                    group_end = min(group + 16, n_candidates)
+                    # once the heap is full, most candidates score below its worst entry:
+                    # skip whole groups of them before touching ids and exclusion marks
+                    if size == k and not any_at_least(scores + group, group_end - group, heap[0].score):
                         continue
-                    query = first + row
-                    scores = block + <Py_ssize_t>row * n_candidates
-                    for position in range(exclude_indptr[query], exclude_indptr[query + 1]):
-                        marks[exclude_indices[position]] = 1
-                    size = 0
-                    for group in range(0, n_candidates, 16):
-                        group_end = min(group + 16, n_candidates)
-                        # once the heap is full, most candidates score below its worst entry:
-                        # skip whole groups of them before touching ids and exclusion marks
-                        if size == k and not any_at_least(scores + group, group_end - group, heap[0].score):
+                    for j in range(group, group_end):
+                        score = scores[j]
+                        if size == k and score < heap[0].score:
                             continue
-                        for j in range(group, group_end):
-                            score = scores[j]
-                            if size == k and score < heap[0].score:
-                                continue
-                            item = candidate_ids[j]
-                            if marks[item]:
-                                continue
-                            if size < k:
-                                heap[size].score = score
-                                heap[size].item = item
-                                sift_up(heap, size)
-                                size = size + 1
-                            elif ranks_before(score, item, heap[0].score, heap[0].item):
-                                heap[0].score = score
-                                heap[0].item = item
-                                sift_down(heap, size, 0)
-                    # Pop worst-first into the output from the back.
-                    for j in range(k - 1, -1, -1):
-                        if j >= size:
-                            out_ids[query, j] = -1
-                            out_scores[query, j] = -INFINITY
+                        item = candidate_ids[j]
+                        if marks[item]:
                             continue
-                        out_ids[query, j] = heap[0].item
-                        out_scores[query, j] = heap[0].score
-                        last = heap[size - 1]
-                        size = size - 1
-                        if size > 0:
-                            heap[0] = last
+                        if size < k:
+                            heap[size].score = score
+                            heap[size].item = item
+                            sift_up(heap, size)
+                            size = size + 1
+                        elif ranks_before(score, item, heap[0].score, heap[0].item):
+                            heap[0].score = score
+                            heap[0].item = item
                             sift_down(heap, size, 0)
-                    for position in range(exclude_indptr[query], exclude_indptr[query + 1]):
-                        marks[exclude_indices[position]] = 0
-                free(marks)
-                free(heap)
-            if allocation_failed[0]:
-                raise MemoryError("fastrank could not allocate selection buffers")
-    finally:
+                # Pop worst-first into the output from the back.
+                for j in range(k - 1, -1, -1):
+                    if j >= size:
+                        out_ids[query, j] = -1
+                        out_scores[query, j] = -INFINITY
+                        continue
+                    out_ids[query, j] = heap[0].item
+                    out_scores[query, j] = heap[0].score
+                    last = heap[size - 1]
+                    size = size - 1
+                    if size > 0:
+                        heap[0] = last
+                        sift_down(heap, size, 0)
+                for position in range(exclude_indptr[query], exclude_indptr[query + 1]):
+                    marks[exclude_indices[position]] = 0
         free(block)
+        free(tile)
+        free(marks)
+        free(heap)
+    free(packed)
+    if allocation_failed[0]:
+        raise MemoryError("fastrank could not allocate selection buffers")

@@ -316,6 +316,37 @@ FASTRANK_DEFINE_SGD(fastrank_sgd_row_base, inline)
 FASTRANK_DEFINE_PAIRWISE(fastrank_user_pairwise_gradient_base, inline)
 FASTRANK_DEFINE_COUNT_BEFORE(fastrank_count_before_base, inline)
 
+/* ---- scores of a tile of query rows against panels of packed targets ----------------------
+ * Targets are packed in panels of 16: target t of panel p, column k, at
+ * packed[(p * width + k) * 16 + t]. A tile is FASTRANK_TILE_ROWS query rows of `width` floats,
+ * `query_stride` apart (a short tile is padded by the caller). For rows r < n_rows and panels p in
+ * [first_panel, last_panel):
+ *     out[r * out_stride + p * 16 + t] = sum over k of queries[r][k] * target[k],
+ * accumulated from 0 in increasing k. Every score is the same sequence of operations wherever it
+ * sits in a tile or panel: equal rows score equal, and the score a held-out item is ranked by is
+ * the one its candidates are compared with. */
+#define FASTRANK_TILE_ROWS 6
+#define FASTRANK_PANEL 16
+
+static inline void fastrank_score_tile_base(const float* queries, ptrdiff_t query_stride, int n_rows, int width,
+                                            const float* packed, int first_panel, int last_panel, float* out,
+                                            ptrdiff_t out_stride) {
+    int p, k, r, t;
+    float sums[FASTRANK_TILE_ROWS][FASTRANK_PANEL];
+    for (p = first_panel; p < last_panel; p++) {
+        const float* panel = packed + (ptrdiff_t)p * width * FASTRANK_PANEL;
+        memset(sums, 0, sizeof(sums));
+        for (k = 0; k < width; k++)
+            for (r = 0; r < FASTRANK_TILE_ROWS; r++) {
+                float query = queries[r * query_stride + k];
+                for (t = 0; t < FASTRANK_PANEL; t++)
+                    sums[r][t] += query * panel[k * FASTRANK_PANEL + t];
+            }
+        for (r = 0; r < n_rows; r++)
+            memcpy(out + r * out_stride + (ptrdiff_t)p * FASTRANK_PANEL, sums[r], sizeof(sums[r]));
+    }
+}
+
 /* ---- exact ranks of several held-out items of one row of scores --------------------------
  * counts[g] = fastrank_count_before(scores, n, thresholds[g], items[g], no limit) for g < m, with
  * `items` ascending. The baseline counts one item at a time; the AVX2 version counts four per pass
@@ -463,6 +494,55 @@ FASTRANK_DEFINE_ADADELTA(fastrank_adadelta_row_avx2, FASTRANK_TARGET_AVX2)
 FASTRANK_DEFINE_SGD(fastrank_sgd_row_avx2, FASTRANK_TARGET_AVX2)
 FASTRANK_DEFINE_PAIRWISE(fastrank_user_pairwise_gradient_avx2, FASTRANK_TARGET_AVX2)
 FASTRANK_DEFINE_COUNT_BEFORE(fastrank_count_before_avx2, FASTRANK_TARGET_AVX2)
+
+/* Six rows by two vectors of eight targets: twelve independent sums in registers, so the fused
+   multiply-adds of one panel column overlap their latency; per column two target loads and six
+   broadcasts feed twelve multiply-adds. */
+static FASTRANK_TARGET_AVX2 void fastrank_score_tile_avx2(const float* queries, ptrdiff_t query_stride, int n_rows,
+                                                          int width, const float* packed, int first_panel,
+                                                          int last_panel, float* out, ptrdiff_t out_stride) {
+    const float* q0 = queries;
+    const float* q1 = queries + query_stride;
+    const float* q2 = queries + 2 * query_stride;
+    const float* q3 = queries + 3 * query_stride;
+    const float* q4 = queries + 4 * query_stride;
+    const float* q5 = queries + 5 * query_stride;
+    int p, k;
+    for (p = first_panel; p < last_panel; p++) {
+        const float* panel = packed + (ptrdiff_t)p * width * FASTRANK_PANEL;
+        float* row = out + (ptrdiff_t)p * FASTRANK_PANEL;
+        __m256 s00 = _mm256_setzero_ps(), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00;
+        __m256 s30 = s00, s31 = s00, s40 = s00, s41 = s00, s50 = s00, s51 = s00;
+        for (k = 0; k < width; k++) {
+            __m256 low = _mm256_loadu_ps(panel + k * FASTRANK_PANEL);
+            __m256 high = _mm256_loadu_ps(panel + k * FASTRANK_PANEL + 8);
+            __m256 query;
+#define FASTRANK_TILE_ROW_STEP(query_row, low_sum, high_sum)                                   \
+            query = _mm256_broadcast_ss((query_row) + k);                                       \
+            low_sum = _mm256_fmadd_ps(query, low, low_sum);                                     \
+            high_sum = _mm256_fmadd_ps(query, high, high_sum);
+            FASTRANK_TILE_ROW_STEP(q0, s00, s01)
+            FASTRANK_TILE_ROW_STEP(q1, s10, s11)
+            FASTRANK_TILE_ROW_STEP(q2, s20, s21)
+            FASTRANK_TILE_ROW_STEP(q3, s30, s31)
+            FASTRANK_TILE_ROW_STEP(q4, s40, s41)
+            FASTRANK_TILE_ROW_STEP(q5, s50, s51)
+#undef FASTRANK_TILE_ROW_STEP
+        }
+#define FASTRANK_STORE_TILE_ROW(r, low_sum, high_sum)                                         \
+        if (n_rows > (r)) {                                                                     \
+            _mm256_storeu_ps(row + (r) * out_stride, low_sum);                                  \
+            _mm256_storeu_ps(row + (r) * out_stride + 8, high_sum);                             \
+        }
+        FASTRANK_STORE_TILE_ROW(0, s00, s01)
+        FASTRANK_STORE_TILE_ROW(1, s10, s11)
+        FASTRANK_STORE_TILE_ROW(2, s20, s21)
+        FASTRANK_STORE_TILE_ROW(3, s30, s31)
+        FASTRANK_STORE_TILE_ROW(4, s40, s41)
+        FASTRANK_STORE_TILE_ROW(5, s50, s51)
+#undef FASTRANK_STORE_TILE_ROW
+    }
+}
 
 typedef int fastrank_int8 __attribute__((vector_size(32)));
 
@@ -646,6 +726,13 @@ static inline void fastrank_user_pairwise_gradient(float loss, const float* posi
 
 static inline int fastrank_count_before(const float* scores, int n, float threshold, int item, int limit) {
     return FASTRANK_DISPATCH(fastrank_count_before, scores, n, threshold, item, limit);
+}
+
+static inline void fastrank_score_tile(const float* queries, ptrdiff_t query_stride, int n_rows, int width,
+                                       const float* packed, int first_panel, int last_panel, float* out,
+                                       ptrdiff_t out_stride) {
+    FASTRANK_DISPATCH(fastrank_score_tile, queries, query_stride, n_rows, width, packed, first_panel, last_panel,
+                      out, out_stride);
 }
 
 static inline void fastrank_count_before_many(const float* scores, int n, const float* thresholds,

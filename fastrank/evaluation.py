@@ -1,7 +1,7 @@
 """Ranking metrics with LightFM's signatures and semantics, plus NDCG, MAP and hit rate.
 
-Every metric ranks all items for each user with :meth:`FastRank.predict_rank`, which scores
-users in blocks (one sgemm per block) and computes every item representation once:
+Every metric ranks all items for each user with :meth:`FastRank.predict_rank`, which computes
+every item representation once and scores and ranks users in blocks, one block per thread:
 
 - items in ``train_interactions`` are not candidates; the other test items are;
 - **ties**: of two items with equal scores, the lower item id ranks first. This is the one tie

@@ -8,7 +8,7 @@ from the ranks of the user's test items.
 
 Most models here are fitted, then given parameters that are small dyadic rationals (multiples
 of 1/64; feature weights 1, 1/2, 1/4). Every sum and product is then exact in float32, so
-``predict`` (one dot product per pair) and the sgemm blocks of the ranking kernels agree
+``predict`` (one dot product per pair) and the blocked scoring of the ranking kernels agree
 bit for bit and the comparisons can be exact, ties included. One test keeps the raw fitted
 (non-dyadic) parameters.
 """
@@ -381,7 +381,7 @@ def test_constant_model_ranks_by_item_id():
 
 
 def test_fitted_model_without_quantization():
-    """Raw fitted (non-dyadic) parameters: the kernels' sgemm and predict may round differently,
+    """Raw fitted (non-dyadic) parameters: the kernels' blocked scoring and predict may round differently,
     so this scenario is built without near-ties (asserted) and compared with a tolerance."""
     rng = np.random.default_rng(7)
     n_users, n_items = 20, 30
@@ -392,6 +392,32 @@ def test_fitted_model_without_quantization():
     scores = np.sort(score_matrix(model, n_users, n_items, user_features), axis=1)
     assert np.diff(scores, axis=1).min() > 1e-5  # no pair of items whose order rounding could flip
     check_all_metrics(model, test, train, 5, user_features=user_features)
+
+
+def test_equal_rows_score_equal_anywhere_in_a_tile():
+    """Ranking scores users in tiles of 6 by panels of 16 items (the last of each padded). Every
+    score is the same sequence of operations, so with raw (non-dyadic) values identical items
+    still tie exactly wherever they sit (ranked by id: consecutive ranks) and identical users,
+    in different tiles and tile positions, get identical ranks."""
+    rng = np.random.default_rng(21)
+    n_users, n_items = 14, 70
+    model = make_model(n_users, n_items, no_components=8, seed=21, quantize=False)
+    model.user_embeddings[...] = rng.standard_normal(model.user_embeddings.shape).astype(np.float32)
+    model.item_embeddings[...] = rng.standard_normal(model.item_embeddings.shape).astype(np.float32)
+    model.item_biases[...] = rng.standard_normal(n_items).astype(np.float32)
+    twins = [3, 20, 37, 69]  # panel positions 3, 4, 5 and 5 (the last, padded panel)
+    model.item_embeddings[twins] = model.item_embeddings[3]
+    model.item_biases[twins] = model.item_biases[3]
+    users = [0, 7, 13]  # tile positions 0, 1 and 1 (of the short last tile)
+    model.user_embeddings[users] = model.user_embeddings[0]
+    model.user_biases[users] = model.user_biases[0]
+    test = sp.csr_matrix(np.ones((n_users, n_items), dtype=np.float32))
+    ranks = model.predict_rank(test).toarray()
+    for user in range(n_users):
+        assert sorted(ranks[user]) == list(range(n_items))
+        np.testing.assert_array_equal(np.diff(ranks[user, twins]), [1, 1, 1])
+    np.testing.assert_array_equal(ranks[7], ranks[0])
+    np.testing.assert_array_equal(ranks[13], ranks[0])
 
 
 def test_dense_and_coo_inputs_equal_csr():
@@ -554,16 +580,20 @@ def test_unfitted_model_raises():
 # ---------------------------------------------------------------------------- memory bound
 
 def test_block_size_bounds_the_scoring_block():
-    budget = 2 ** 23
+    """Each thread holds one block of scores: within the budget (one row always fits), a whole
+    number of 6-user tiles when six rows fit, and as large as that allows."""
+    budget, tile = 2 ** 20, 6
     for n_queries, n_items in [(1, 1), (3000, 5000), (10 ** 6, 10 ** 5), (5, 10), (10 ** 6, 1),
-                               (10 ** 6, 2 ** 23), (7, 2 ** 24)]:
+                               (10 ** 6, 2 ** 23), (7, 2 ** 24), (10 ** 6, 2 ** 18), (100, 20000)]:
         size = _ranking.block_size(n_queries, n_items)
         assert isinstance(size, int) and 1 <= size <= n_queries
         assert size * n_items <= max(budget, n_items)  # one row always fits, however long
-        # and as large as the budget allows
-        assert size == n_queries or (size + 1) * n_items > budget
-    # 1M users x 100k items: one block is at most 32 MiB of float32 scores
-    assert _ranking.block_size(10 ** 6, 10 ** 5) * 10 ** 5 * 4 <= 2 ** 25
+        if size < n_queries:
+            step = tile if budget // n_items >= tile else 1
+            assert size % step == 0
+            assert (size + step) * n_items > budget
+    # 1M users x 100k items: one block is at most 4 MiB of float32 scores per thread
+    assert _ranking.block_size(10 ** 6, 10 ** 5) * 10 ** 5 * 4 <= 2 ** 22
 
 
 def test_predict_rank_across_several_blocks():
