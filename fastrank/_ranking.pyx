@@ -264,6 +264,8 @@ def rank_held_out(const float[:, ::1] user_matrix, const float[:, ::1] item_matr
     cdef int* beaten
     cdef int[1] allocation_failed
     allocation_failed[0] = 0
+    if item_matrix.shape[1] != width:
+        raise ValueError(f"user_matrix has {width} columns, item_matrix {item_matrix.shape[1]}")
     if n_users == 0 or n_items == 0 or ranks.shape[0] == 0:
         return
     for user in range(n_users):
@@ -435,6 +437,8 @@ def top_k(const float[:, ::1] query_matrix, const float[:, ::1] candidate_matrix
     cdef Scored last
     cdef int[1] allocation_failed
     allocation_failed[0] = 0
+    if candidate_matrix.shape[1] != width:
+        raise ValueError(f"query_matrix has {width} columns, candidate_matrix {candidate_matrix.shape[1]}")
     if n_queries == 0:
         return
     packed = packed_targets(candidate_matrix, &stride)

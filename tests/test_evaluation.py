@@ -596,6 +596,19 @@ def test_block_size_bounds_the_scoring_block():
     assert _ranking.block_size(10 ** 6, 10 ** 5) * 10 ** 5 * 4 <= 2 ** 22
 
 
+def test_ranking_kernels_refuse_matrices_of_different_widths():
+    """The kernels read both matrices with one row width: a mismatch is an error, not a read past
+    the end of the narrower one."""
+    users, items = np.ones((3, 5), np.float32), np.ones((4, 6), np.float32)
+    indptr, indices = np.array([0, 1, 1, 1], np.int32), np.array([2], np.int32)
+    empty = np.zeros(4, np.int32)
+    with pytest.raises(ValueError, match="columns"):
+        _ranking.rank_held_out(users, items, indptr, indices, empty, empty[:0], np.zeros(1, np.float32), 1, 3)
+    with pytest.raises(ValueError, match="columns"):
+        _ranking.top_k(users, items, np.arange(4, dtype=np.int32), empty, empty[:0], 4, 2,
+                       np.zeros((3, 2), np.int32), np.zeros((3, 2), np.float32), 1, 3)
+
+
 def test_predict_rank_across_several_blocks():
     """3,000 users x 5,000 items: the ranking kernel scores more than one block of users
     (block_size < n_users) and still equals the reference on a sample of users."""
