@@ -553,12 +553,10 @@ typedef int fastrank_int8 __attribute__((vector_size(32)));
 static FASTRANK_TARGET_AVX2 inline __attribute__((always_inline)) void fastrank_count_span_avx2(
         const float* scores, int start, int stop, int after, const float* thresholds,
         fastrank_int8* counted, int* tail_counts) {
-    fastrank_float8 t0 = {0}, t1, t2, t3, v;
+    const fastrank_float8 zero = {0};  /* zero + scalar: the scalar in every lane */
+    fastrank_float8 t0 = zero + thresholds[0], t1 = zero + thresholds[1], t2 = zero + thresholds[2];
+    fastrank_float8 t3 = zero + thresholds[3], v;
     int j = start, g;
-    t0 = t0 + thresholds[0];
-    t1 = (fastrank_float8){0} + thresholds[1];
-    t2 = (fastrank_float8){0} + thresholds[2];
-    t3 = (fastrank_float8){0} + thresholds[3];
     for (; j + 8 <= stop; j += 8) {
         memcpy(&v, scores + j, sizeof(v));
         counted[0] -= after > 0 ? (fastrank_int8)(v > t0) : (fastrank_int8)(v >= t0);
