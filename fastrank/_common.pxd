@@ -54,6 +54,11 @@ cdef extern from "_simd.h":
                                float alpha, float rho, float eps, int n) noexcept nogil
     void fastrank_user_pairwise_gradient(float loss, const float* positive, const float* negative,
                                          float* user_gradient, int n) noexcept nogil
+    void fastrank_pairwise_adagrad(float* user, float* user_acc, float* positive, float* positive_acc,
+                                   float* negative, float* negative_acc, float loss, float user_alpha,
+                                   float item_alpha, float rate, int n) noexcept nogil
+    void fastrank_pairwise_sgd(float* user, float* positive, float* negative, float loss, float user_alpha,
+                               float item_alpha, float rate, int n) noexcept nogil
     int fastrank_count_before(const float* scores, int n, float threshold, int item, int limit) noexcept nogil
     enum:
         FASTRANK_TILE_ROWS

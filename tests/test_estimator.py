@@ -276,17 +276,22 @@ def test_explicit_identity_features_equal_no_features():
     assert_same_state(plain, explicit)
 
 
-def test_features_path_learns_the_same_as_identity_in_another_feature_order():
-    """A permutation matrix as features must give the identity model's scores (general path)."""
+@pytest.mark.parametrize("schedule", ["adagrad", "sgd"])
+@pytest.mark.parametrize("loss", ["logistic", "bpr", "warp"])
+def test_features_path_learns_the_same_as_identity_in_another_feature_order(loss, schedule):
+    """A permutation matrix as features must give the identity model's scores (general path; for
+    BPR and WARP the identity model steps its three rows in one pass, the feature path row by row)."""
     interactions = random_interactions()
     permutation = np.random.default_rng(1).permutation(20)
     item_features = sp.csr_matrix((np.ones(20, np.float32), (np.arange(20), permutation)), shape=(20, 20))
-    model = FastRank(loss="logistic", random_state=0).fit(interactions, item_features=item_features, epochs=0)
+    model = FastRank(loss=loss, learning_schedule=schedule, random_state=0).fit(
+        interactions, item_features=item_features, epochs=0)
     identity = copy.deepcopy(model)
     identity.item_embeddings = np.ascontiguousarray(model.item_embeddings[permutation])
     identity.item_biases = np.ascontiguousarray(model.item_biases[permutation])
-    identity._item_embedding_acc = np.ascontiguousarray(model._item_embedding_acc[permutation])
-    identity._item_bias_acc = np.ascontiguousarray(model._item_bias_acc[permutation])
+    if schedule == "adagrad":
+        identity._item_embedding_acc = np.ascontiguousarray(model._item_embedding_acc[permutation])
+        identity._item_bias_acc = np.ascontiguousarray(model._item_bias_acc[permutation])
     model.fit_partial(interactions, item_features=item_features, epochs=2)
     identity.fit_partial(interactions, epochs=2)
     users = np.repeat(np.arange(30), 20)
