@@ -112,7 +112,8 @@ cdef Py_ssize_t swap_threshold(Py_ssize_t* threshold, Py_ssize_t default, Py_ssi
 
 def set_prefetch_threshold(Py_ssize_t size_bytes):
     """Test hook: prefetch only for models of more than ``size_bytes`` bytes of parameters and
-    optimizer state (0: always; -1 restores the default). Returns the previous threshold."""
+    optimizer state (a quarter of that for BPR; 0: always; -1 restores the default). Returns the
+    previous threshold."""
     return swap_threshold(&prefetch_above_bytes, DEFAULT_PREFETCH_ABOVE_BYTES, size_bytes)
 
 
@@ -2100,7 +2101,13 @@ def run_epoch(int loss,
     model.n_items = n_items
     model.max_sampled = max_sampled
     model.debias = debias
-    model.prefetch = side_bytes(user_parameters) + side_bytes(item_parameters) > prefetch_above_bytes
+    # BPR's step is short (two scores and one update) and its negative a random row: prefetching
+    # paid from a quarter of the threshold. On MovieLens 100K (1.4 MB with adagrad, 0.7 MB with
+    # SGD; 512 KiB of L2 per core on the VM of 2026-12-07) BPR epochs were 2-13% shorter with it
+    # in 9 of 9 alternating comparisons (adagrad and SGD), 4-7% shorter at 2 threads (2 of 2),
+    # where WARP was -6% to +8%, WARP-kOS and logistic 2-7% slower.
+    model.prefetch = side_bytes(user_parameters) + side_bytes(item_parameters) > (
+        prefetch_above_bytes // 4 if loss == C_BPR else prefetch_above_bytes)
     # A small model stays in one core's caches, but with several threads the rows an example
     # needs were often just written by another core. Prefetching the next example's rows paid
     # for BPR and logistic on MovieLens 100K at 2 threads (epochs 10-13% shorter); for WARP it
