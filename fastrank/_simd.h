@@ -95,12 +95,16 @@ typedef float fastrank_float4 __attribute__((vector_size(16)));
 /* ---- adagrad: g = weight * gradient + alpha * row; row -= rate * g / sqrt(acc); acc += g^2
  * Adagrad and SGD have a second loop without the L2 term, for alpha == 0 (the default): one
  * multiply fewer per component, and no read of the row for the L2 term. */
+static inline float fastrank_adagrad_step(float value, float g, float* acc, float rate) {
+    /* one coordinate: returns the moved value and adds g^2 to the accumulator */
+    float accumulated = *acc;
+    *acc = accumulated + g * g;
+    return value - rate * g / sqrtf(accumulated);
+}
 #define FASTRANK_ADAGRAD_LOOP(step_gradient)                                                    \
     for (c = 0; c < n; c++) {                                                                  \
         float g = step_gradient;                                                               \
-        float accumulated = acc[c];                                                            \
-        row[c] -= rate * g / sqrtf(accumulated);                                               \
-        acc[c] = accumulated + g * g;                                                          \
+        row[c] = fastrank_adagrad_step(row[c], g, acc + c, rate);                              \
     }
 #define FASTRANK_DEFINE_ADAGRAD(name, attributes)                                               \
     static attributes void name(float* FASTRANK_RESTRICT row, float* FASTRANK_RESTRICT acc,    \
@@ -168,15 +172,9 @@ typedef float fastrank_float4 __attribute__((vector_size(16)));
         float gu = loss * (q - p) user_l2;                                                     \
         float gp = -loss * u positive_l2;                                                      \
         float gq = loss * u negative_l2;                                                       \
-        float accumulated = positive_acc[c];                                                   \
-        positive[c] = p - rate * gp / sqrtf(accumulated);                                      \
-        positive_acc[c] = accumulated + gp * gp;                                               \
-        accumulated = negative_acc[c];                                                         \
-        negative[c] = q - rate * gq / sqrtf(accumulated);                                      \
-        negative_acc[c] = accumulated + gq * gq;                                               \
-        accumulated = user_acc[c];                                                             \
-        user[c] = u - rate * gu / sqrtf(accumulated);                                          \
-        user_acc[c] = accumulated + gu * gu;                                                   \
+        positive[c] = fastrank_adagrad_step(p, gp, positive_acc + c, rate);                    \
+        negative[c] = fastrank_adagrad_step(q, gq, negative_acc + c, rate);                    \
+        user[c] = fastrank_adagrad_step(u, gu, user_acc + c, rate);                            \
     }
 #define FASTRANK_DEFINE_PAIRWISE_ADAGRAD(name, attributes)                                      \
     static attributes void name(float* FASTRANK_RESTRICT user, float* FASTRANK_RESTRICT user_acc, \
@@ -559,7 +557,7 @@ static FASTRANK_TARGET_AVX2 inline __attribute__((always_inline)) void fastrank_
     const __m256 user_alphas = _mm256_set1_ps(user_alpha), item_alphas = _mm256_set1_ps(item_alpha);
     const __m256 rates = _mm256_set1_ps(rate);
     float user_gradient[8];
-    ptrdiff_t c = 0, i;
+    ptrdiff_t c = 0;
     for (; c + 8 <= n; c += 8) {
         __m256 u = _mm256_loadu_ps(user + c), p = _mm256_loadu_ps(positive + c), q = _mm256_loadu_ps(negative + c);
         __m256 gu = _mm256_mul_ps(losses, _mm256_sub_ps(q, p));
@@ -573,8 +571,7 @@ static FASTRANK_TARGET_AVX2 inline __attribute__((always_inline)) void fastrank_
         _mm256_storeu_ps(user + c, fastrank_adagrad_step_avx2(u, gu, user_acc + c, rates));
     }
     if (c < n) {
-        for (i = c; i < n; i++)
-            user_gradient[i - c] = loss * (negative[i] - positive[i]);
+        fastrank_user_pairwise_gradient_base(loss, positive + c, negative + c, user_gradient, (int)(n - c));
         fastrank_adagrad_row_base(positive + c, positive_acc + c, user + c, -loss, item_alpha, rate, (int)(n - c));
         fastrank_adagrad_row_base(negative + c, negative_acc + c, user + c, loss, item_alpha, rate, (int)(n - c));
         fastrank_adagrad_row_base(user + c, user_acc + c, user_gradient, 1.0f, user_alpha, rate, (int)(n - c));
