@@ -4,7 +4,7 @@
 Everything here is plain C: no Python objects, no GIL, no allocation.
 """
 
-from libc.stdint cimport uint64_t
+from libc.stdint cimport int64_t, uint64_t
 
 
 cdef extern from *:
@@ -29,6 +29,37 @@ cdef extern from *:
     }
     """
     void fastrank_team_barrier() noexcept nogil
+
+
+cdef extern from *:
+    """
+    #if defined(_MSC_VER) && !defined(__clang__)
+    #include <intrin.h>
+    #endif
+    #ifdef _OPENMP
+    #include <omp.h>
+    #endif
+    /* Hand out `amount` positions from a counter that several threads draw on; returns the first.
+       Relaxed order suffices: the counter only splits a range, what the positions index is
+       read-only during the epoch. */
+    static int64_t fastrank_claim(int64_t* next, int64_t amount) {
+    #if defined(_MSC_VER) && !defined(__clang__)
+        return _InterlockedExchangeAdd64((volatile __int64*)next, amount);
+    #else
+        return __atomic_fetch_add(next, amount, __ATOMIC_RELAXED);
+    #endif
+    }
+    /* Threads of the enclosing parallel region: the runtime may give fewer than asked for. */
+    static int fastrank_team_size(void) {
+    #ifdef _OPENMP
+        return omp_get_num_threads();
+    #else
+        return 1;
+    #endif
+    }
+    """
+    int64_t fastrank_claim(int64_t* next, int64_t amount) noexcept nogil
+    int fastrank_team_size() noexcept nogil
 
 
 cdef extern from "_simd.h":

@@ -194,6 +194,40 @@ def test_small_model_thread_paths_change_no_result(monkeypatch, loss, features, 
     assert not np.array_equal(trained[0].item_embeddings, start.item_embeddings)
 
 
+@pytest.mark.parametrize("prefetch", [False, True], ids=["cached", "prefetching"])
+@pytest.mark.parametrize("sizes", [(3000, 0), (0, 3000), (1, 2999), (900, 1700, 400)], ids=str)
+def test_threads_claiming_each_others_blocks_train_every_example_once(monkeypatch, sizes, prefetch):
+    """Without strata the threads claim runs of examples from the blocks, and one done with its
+    own blocks takes the rest of the others'. On examples that share no row (a logistic epoch
+    over one interaction per user and per item) the threads cannot interfere, so any uneven cut
+    of the examples, empty blocks and more blocks than threads included, must train exactly
+    what one thread does: an example skipped or trained twice would show in its rows."""
+    from fastrank import _sgd
+
+    n = sum(sizes)
+    rng = np.random.default_rng(3)
+    interactions = sp.coo_matrix(
+        (np.where(rng.random(n) < 0.5, 1.0, -1.0).astype(np.float32), (np.arange(n), rng.permutation(n))),
+        shape=(n, n))
+    calls = captured_epochs(monkeypatch)
+    start = FastRank(loss="logistic", no_components=8, random_state=0).fit(interactions, epochs=1, num_threads=1)
+    monkeypatch.undo()
+    bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    previous = _sgd.set_prefetch_threshold(0 if prefetch else 2**62)
+    try:
+        trained = []
+        for num_threads, block_bounds in ((1, np.array([0, n], dtype=np.int64)), (2, bounds)):
+            model = copy.deepcopy(start)
+            _sgd.run_epoch(**dict(calls[0], num_threads=num_threads, block_bounds=block_bounds,
+                                  user_parameters=model._side_parameters("user"),
+                                  item_parameters=model._side_parameters("item")))
+            trained.append(model)
+    finally:
+        _sgd.set_prefetch_threshold(previous)
+    assert_same_state(*trained)
+    assert not np.array_equal(trained[0].user_embeddings, start.user_embeddings)
+
+
 def offsets_from_cache_lines(model):
     return {name: getattr(model, name).ctypes.data % 64 for name in STATE_ARRAYS if getattr(model, name) is not None}
 
