@@ -446,7 +446,8 @@ def shuffled_examples(unsigned long long seed, const int64_t[::1] user_starts, c
         Block ``b`` is at positions ``bounds[b]:bounds[b + 1]``.
 
     ``fit`` gives each thread one block (:func:`run_epoch`'s ``block_bounds``), so a user's rows
-    are updated by one thread only: on small models, threads writing the same rows (every
+    are updated by one thread only (but at the end of an epoch, when a thread done with its
+    block helps finish another's): on small models, threads writing the same rows (every
     user's, under a global shuffle) is what limits the speed-up. With one block the order is
     ``array[shuffled_order(seed, n)]`` of the arrays sorted by user.
 

@@ -195,13 +195,15 @@ def test_small_model_thread_paths_change_no_result(monkeypatch, loss, features, 
 
 
 @pytest.mark.parametrize("prefetch", [False, True], ids=["cached", "prefetching"])
-@pytest.mark.parametrize("sizes", [(3000, 0), (0, 3000), (1, 2999), (900, 1700, 400)], ids=str)
-def test_threads_claiming_each_others_blocks_train_every_example_once(monkeypatch, sizes, prefetch):
+@pytest.mark.parametrize("sizes, num_threads", [((3000, 0), 2), ((0, 3000), 2), ((1, 2999), 2),
+                                                ((900, 1700, 400), 2), ((1500, 1500), 3)], ids=str)
+def test_threads_claiming_each_others_blocks_train_every_example_once(monkeypatch, sizes, num_threads, prefetch):
     """Without strata the threads claim runs of examples from the blocks, and one done with its
     own blocks takes the rest of the others'. On examples that share no row (a logistic epoch
     over one interaction per user and per item) the threads cannot interfere, so any uneven cut
-    of the examples, empty blocks and more blocks than threads included, must train exactly
-    what one thread does: an example skipped or trained twice would show in its rows."""
+    of the examples (empty blocks, more blocks than threads, more threads than blocks) must
+    train exactly what one thread does: an example skipped or trained twice would show in its
+    rows."""
     from fastrank import _sgd
 
     n = sum(sizes)
@@ -216,9 +218,9 @@ def test_threads_claiming_each_others_blocks_train_every_example_once(monkeypatc
     previous = _sgd.set_prefetch_threshold(0 if prefetch else 2**62)
     try:
         trained = []
-        for num_threads, block_bounds in ((1, np.array([0, n], dtype=np.int64)), (2, bounds)):
+        for threads, block_bounds in ((1, np.array([0, n], dtype=np.int64)), (num_threads, bounds)):
             model = copy.deepcopy(start)
-            _sgd.run_epoch(**dict(calls[0], num_threads=num_threads, block_bounds=block_bounds,
+            _sgd.run_epoch(**dict(calls[0], num_threads=threads, block_bounds=block_bounds,
                                   user_parameters=model._side_parameters("user"),
                                   item_parameters=model._side_parameters("item")))
             trained.append(model)
