@@ -427,9 +427,17 @@ static inline float fastrank_weighted_score_base(float* out, float* bias_out, co
 /* With AVX2 the dot product takes eight lanes per instruction, in two independent sums. */
 typedef float fastrank_float8 __attribute__((vector_size(32)));
 
-/* The eight lanes of a partial sum added in one fixed order (every AVX2 dot product uses it). */
+/* The eight lanes of a partial sum added in one fixed order (every AVX2 dot product uses it):
+   ((s0 + s4) + (s1 + s5)) + ((s2 + s6) + (s3 + s7)). Written with shuffles, six instructions:
+   GCC compiled the scalar expression to fifteen (each lane taken out on its own), 8% of a
+   WARP-kOS epoch's instructions on MovieLens 100K. Each addition is the same, so the result is
+   bit for bit the scalar expression's. */
 static FASTRANK_TARGET_AVX2 inline float fastrank_lanes_total(fastrank_float8 sum) {
-    return ((sum[0] + sum[4]) + (sum[1] + sum[5])) + ((sum[2] + sum[6]) + (sum[3] + sum[7]));
+    __m256 all = (__m256)sum;
+    __m128 halves = _mm_add_ps(_mm256_castps256_ps128(all), _mm256_extractf128_ps(all, 1));
+    /* lanes 0 and 2: (s0 + s4) + (s1 + s5) and (s2 + s6) + (s3 + s7) */
+    __m128 pairs = _mm_add_ps(halves, _mm_movehdup_ps(halves));
+    return _mm_cvtss_f32(_mm_add_ss(pairs, _mm_movehl_ps(pairs, pairs)));
 }
 
 static FASTRANK_TARGET_AVX2 float fastrank_dot_avx2(const float* a, const float* b, int n) {
