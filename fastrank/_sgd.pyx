@@ -2062,7 +2062,7 @@ def run_epoch(int loss,
     cdef Workspace* work
     cdef PaddedBiases padded_item_biases
     cdef PrivateBiases private_users, private_items
-    cdef int copy_index, team, turn, own_block
+    cdef int copy_index, team, turn, claimed_block
     cdef int64_t* claims = NULL
     cdef Py_ssize_t n_user_rows = len(user_parameters[1]), n_item_rows = len(item_parameters[1])
     cdef int scored_capacity = 1, kept_representations = 0
@@ -2197,7 +2197,7 @@ def run_epoch(int loss,
     # thread trains an example; while two threads finish one block, its users' rows are shared
     # (Hogwild), as item rows always are. Strata keep one block per thread and round: a block's
     # item group is its thread's alone in that round.
-    if private_items.allocation == NULL and candidate_pointer == NULL and rounds == 1 and num_threads > 1:
+    if candidate_pointer == NULL and rounds == 1 and num_threads > 1:
         claims = <int64_t*>malloc(n_blocks * CLAIM_STRIDE * sizeof(int64_t))
         if claims == NULL:
             unpad_biases(&model.items, &padded_item_biases)
@@ -2258,15 +2258,15 @@ def run_epoch(int loss,
             if work != NULL:
                 # the thread's own blocks (block b is thread b % team's), then every block's rest
                 team = fastrank_team_size()
-                own_block = thread
-                while own_block < n_blocks:
+                claimed_block = thread
+                while claimed_block < n_blocks:
                     train_claimed(&model, work, loss, example_users, example_items, labels, weights,
-                                  &claims[own_block * CLAIM_STRIDE], block_ranges[own_block, 1], n_visits, seed)
-                    own_block = own_block + team
+                                  &claims[claimed_block * CLAIM_STRIDE], block_ranges[claimed_block, 1], n_visits, seed)
+                    claimed_block = claimed_block + team
                 for turn in range(n_blocks):
-                    own_block = (thread + turn) % n_blocks
+                    claimed_block = (thread + turn) % n_blocks
                     train_claimed(&model, work, loss, example_users, example_items, labels, weights,
-                                  &claims[own_block * CLAIM_STRIDE], block_ranges[own_block, 1], n_visits, seed)
+                                  &claims[claimed_block * CLAIM_STRIDE], block_ranges[claimed_block, 1], n_visits, seed)
         # a block per thread and round: fit gives each thread its own users (see
         # shuffled_examples); no round starts before every thread is done with the last
         for round_ in range(rounds if claims == NULL else 0):
