@@ -57,9 +57,83 @@ cdef extern from *:
         return 1;
     #endif
     }
+    /* A block's state in a stratified epoch (0 waiting, 1 taken, 2 trained), shared by the
+       threads. Taking is a compare-and-swap, so that one thread trains each block; reading 2 with
+       acquire order after the trainer stored it with release order makes the rows that block
+       wrote visible to the reader, who may train them next. */
+    static int fastrank_take_block(int* state) {
+    #if defined(_MSC_VER) && !defined(__clang__)
+        return _InterlockedCompareExchange((volatile long*)state, 1, 0) == 0;
+    #else
+        int waiting = 0;
+        return __atomic_compare_exchange_n(state, &waiting, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+    #endif
+    }
+    static int fastrank_block_state(int* state) {
+    #if defined(_MSC_VER) && !defined(__clang__)
+        return _InterlockedOr((volatile long*)state, 0);
+    #else
+        return __atomic_load_n(state, __ATOMIC_ACQUIRE);
+    #endif
+    }
+    static void fastrank_block_trained(int* state) {
+    #if defined(_MSC_VER) && !defined(__clang__)
+        _InterlockedExchange((volatile long*)state, 2);
+    #else
+        __atomic_store_n(state, 2, __ATOMIC_RELEASE);
+    #endif
+    }
     """
     int64_t fastrank_claim(int64_t* next, int64_t amount) noexcept nogil
     int fastrank_team_size() noexcept nogil
+    int fastrank_take_block(int* state) noexcept nogil
+    int fastrank_block_state(int* state) noexcept nogil
+    void fastrank_block_trained(int* state) noexcept nogil
+
+
+cdef extern from *:
+    """
+    #if defined(_MSC_VER) && !defined(__clang__)
+    #include <intrin.h>
+    #ifndef WIN32_LEAN_AND_MEAN
+    #define WIN32_LEAN_AND_MEAN
+    #endif
+    #include <windows.h>
+    #elif defined(_WIN32)
+    #ifndef WIN32_LEAN_AND_MEAN
+    #define WIN32_LEAN_AND_MEAN
+    #endif
+    #include <windows.h>
+    #else
+    #include <sched.h>
+    #endif
+    #if (defined(__x86_64__) || defined(__i386__)) && !defined(_MSC_VER)
+    #include <immintrin.h>
+    #endif
+    /* A thread waiting for another's block: a few spin-loop hints (they free the core's shared
+       resources and save power), and every `yield_every`-th wait the rest of its time slice, so
+       that with more threads than cores the one it waits for gets to run. */
+    static void fastrank_wait_a_little(int waits, int yield_every) {
+        int i;
+        for (i = 0; i < 16; i++) {
+    #if defined(_MSC_VER) && !defined(__clang__)
+            YieldProcessor();
+    #elif defined(__x86_64__) || defined(__i386__)
+            _mm_pause();
+    #elif defined(__aarch64__) || defined(__arm__)
+            __asm__ __volatile__("yield");
+    #endif
+        }
+        if (yield_every > 0 && waits % yield_every == yield_every - 1) {
+    #if defined(_WIN32)
+            SwitchToThread();
+    #else
+            sched_yield();
+    #endif
+        }
+    }
+    """
+    void fastrank_wait_a_little(int waits, int yield_every) noexcept nogil
 
 
 cdef extern from "_simd.h":

@@ -14,7 +14,7 @@ import numpy as np
 from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport expf, logf, sqrtf, floorf, fabsf, tanhf, isfinite
 from libc.stdint cimport int64_t, uint32_t, uint64_t, uintptr_t
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport calloc, malloc, free
 from libc.string cimport memcpy
 
 from fastrank._common cimport (
@@ -24,6 +24,7 @@ from fastrank._common cimport (
     fastrank_detect_cpu, fastrank_simd_level, fastrank_sorted_contains, fastrank_rank_key, fastrank_key_score,
     fastrank_key_item, fastrank_kth_key, Sampler, sampler_init, sampler_start_example, example_stream, stream_draw, draw_below, peek_below,
     prefetch_floats, rows_are_canonical, fastrank_team_barrier, fastrank_claim, fastrank_team_size,
+    fastrank_take_block, fastrank_block_state, fastrank_block_trained, fastrank_wait_a_little,
     dot, representation, scored_representation, fastrank_score_rows, point_feature_rows,
 )
 
@@ -510,27 +511,31 @@ def shuffled_examples(unsigned long long seed, const int64_t[::1] user_starts, c
 # Item rows in a cache-resident model are shared between cores under Hogwild: on MovieLens 100K,
 # 2 threads ran WARP epochs only 1.57x as fast as one, while two models trained at once (two
 # processes, or two Python threads) each kept their one-thread speed. Stratified SGD
-# (Gemulla et al., KDD 2011) removes the sharing: items are cut into as many groups as threads,
-# and in each round every thread trains its own users' examples whose item is in one group,
-# drawing negatives from that group only, while the other threads have the other groups. Every
-# (user block, item group) cell is visited once per epoch, in rounds separated by barriers.
+# (Gemulla et al., KDD 2011) removes the sharing: users are cut into runs and items into as many
+# groups, and a block trains one user run's examples whose item is in one group, drawing
+# negatives from that group only; blocks of different runs and groups share no row and train at
+# once. Every (user run, item group) cell is visited once per epoch. With one stratum per thread
+# the rounds were separated by barriers, at which a thread waited for the slowest block of the
+# round; with one stratum more than threads (FPSGD's grid, Zhuang et al., RecSys 2013) a thread
+# done early takes any block whose predecessors are trained (train_strata).
 #
-# Groups are made of runs of consecutive item ids filling a page of embeddings: with groups of
+# Groups are made of chunks of consecutive item ids filling a page of embeddings: with groups of
 # single items, the cores' hardware prefetchers pulled the neighbouring rows, owned by the other
 # group, and the epoch took 4.4 ms instead of 3.6 ms (WARP, MovieLens 100K, 2 threads; 7.2 ms on
 # one thread).
 STRATUM_CHUNK_BYTES = 4096
 cdef enum:
     BIASES_PER_LINE = CACHE_LINE_BYTES // sizeof(float)
-# Each cell is cut into parts of about this many examples, visited in turn: with one round per
-# cell, a user met the positives of one group for a long stretch and WARP lost precision (test
-# p@10 0.202 against 0.206 on one thread, 4 seeds); with parts of this size it was 0.205, and the
-# extra barriers cost under 10% of the epoch.
+# With 2 strata, each cell was cut into parts of about this many examples, visited in turn: with
+# one round per cell, a user met the positives of one group for a long stretch and WARP lost
+# precision (test p@10 0.202 against 0.206 on one thread, 4 seeds); with parts of this size it
+# was 0.205, and the extra barriers (there were barriers then) cost under 10% of the epoch. fit
+# scales it to its number of strata (see _estimator), keeping the examples per user of a block.
 STRATUM_PART_EXAMPLES = 2048
-# The layout's second balancing pass runs for at most this many threads (its cost grows as the
-# cube of the thread count: 2.4 ms for 16 threads on MovieLens 100K).
+# The layout's second balancing pass runs for at most this many runs (its cost grows as the
+# cube of the run count: 2.4 ms for 16 runs on MovieLens 100K).
 cdef enum:
-    MAX_THREADS_REBALANCED = 4
+    MAX_STRATA_REBALANCED = 5
 
 
 def stratum_chunk_items(int no_components):
@@ -561,12 +566,12 @@ def small_enough_for_strata(tuple user_parameters, tuple item_parameters):
 cdef struct StratumSource:
     const int64_t* user_starts
     const int* user_order
-    const int64_t* thread_first_user   # thread t owns user_order[thread_first_user[t]:thread_first_user[t + 1]]
+    const int64_t* run_first_user   # run t owns user_order[run_first_user[t]:run_first_user[t + 1]]
     const int* items
     const float* labels
     const float* weights
     int n_items
-    int n_threads
+    int n_strata
 
 
 cdef struct StratumTarget:
@@ -575,7 +580,7 @@ cdef struct StratumTarget:
     float* labels
     float* weights
     const int* item_group
-    const int64_t* cell_start        # cell (thread, round) starts at cell_start[thread * n_threads + round]
+    const int64_t* cell_start        # cell (run, round) starts at cell_start[run * n_strata + round]
     int* group_starts                # NULL, or where each user's examples of each group start (see
     int* grouped_items               # stratified_examples' group_positives)
 
@@ -583,8 +588,8 @@ cdef struct StratumTarget:
 cdef void group_user_items(const StratumSource* source, const StratumTarget* target, int user,
                            int* fill) noexcept nogil:
     """A counting sort of one user's examples by the group of their item, into ``grouped_items``
-    (the user's own slice of it) and ``group_starts`` (``fill``: n_threads ints of scratch)."""
-    cdef int n_groups = source.n_threads, group
+    (the user's own slice of it) and ``group_starts`` (``fill``: n_strata ints of scratch)."""
+    cdef int n_groups = source.n_strata, group
     cdef int64_t position, at = <int64_t>user * (n_groups + 1)
     for group in range(n_groups):
         fill[group] = 0
@@ -600,12 +605,12 @@ cdef void group_user_items(const StratumSource* source, const StratumTarget* tar
         fill[group] += 1
 
 
-cdef int count_thread_items(const StratumSource* source, int thread, int64_t* counts) noexcept nogil:
-    """Add one thread's examples to ``counts[item]``; returns 1 at an item id outside
+cdef int count_run_items(const StratumSource* source, int run, int64_t* counts) noexcept nogil:
+    """Add one run's examples to ``counts[item]``; returns 1 at an item id outside
     [0, n_items) (counting stops there)."""
     cdef int64_t k, position
     cdef int user, item
-    for k in range(source.thread_first_user[thread], source.thread_first_user[thread + 1]):
+    for k in range(source.run_first_user[run], source.run_first_user[run + 1]):
         user = source.user_order[k]
         for position in range(source.user_starts[user], source.user_starts[user + 1]):
             item = source.items[position]
@@ -627,22 +632,22 @@ cdef inline void place_example(const StratumSource* source, const StratumTarget*
         target.weights[slot] = source.weights[position]
 
 
-cdef void scatter_into_two_cells(const StratumSource* source, const StratumTarget* target, int thread,
+cdef void scatter_into_two_cells(const StratumSource* source, const StratumTarget* target, int run,
                                  int64_t* filled) noexcept nogil:
-    """:func:`scatter_thread`'s loop for two threads: each example goes to one of the thread's two
+    """:func:`scatter_run`'s loop for two strata: each example goes to one of the run's two
     cells, whose fill counters stay in registers. With the counters in memory (``filled``, as
-    for more threads), an example bound for the same cell as the one before waits for that
-    counter's store, half of the time with two cells: the loop took 45-48 us per thread on
-    MovieLens 100K, against 32 us this way. (With more cells a repeat is rarer, and each thread
+    for more strata), an example bound for the same cell as the one before waits for that
+    counter's store, half of the time with two cells: the loop took 45-48 us per run on
+    MovieLens 100K, against 32 us this way. (With more cells a repeat is rarer, and each run
     scatters fewer examples.)"""
     cdef int64_t first = filled[0], second = filled[1], slot, position, k
     cdef int user, item, to_second
-    for k in range(source.thread_first_user[thread], source.thread_first_user[thread + 1]):
+    for k in range(source.run_first_user[run], source.run_first_user[run + 1]):
         user = source.user_order[k]
         for position in range(source.user_starts[user], source.user_starts[user + 1]):
             item = source.items[position]
-            # the thread's round r trains group (thread + r) % 2: group ^ thread is the round
-            to_second = target.item_group[item] ^ thread
+            # the run's round r trains group (run + r) % 2: group ^ run is the round
+            to_second = target.item_group[item] ^ run
             slot = second if to_second else first
             second += to_second
             first += 1 - to_second
@@ -651,118 +656,118 @@ cdef void scatter_into_two_cells(const StratumSource* source, const StratumTarge
     filled[1] = second
 
 
-cdef int scatter_thread(const StratumSource* source, const StratumTarget* target, int thread,
-                        uint64_t seed) noexcept nogil:
-    """Move one thread's examples into its cells, then shuffle each cell in place (a new order for
+cdef int scatter_run(const StratumSource* source, const StratumTarget* target, int run,
+                     uint64_t seed) noexcept nogil:
+    """Move one run's examples into its cells, then shuffle each cell in place (a new order for
     each ``seed``); returns 1 when its counters cannot be allocated.
 
-    The examples are read once, in user order, and written in order into the thread's own cells,
+    The examples are read once, in user order, and written in order into the run's own cells,
     which the shuffles then find in the core's cache. (Shuffling while scattering, by drawing
     each example's slot among those filled so far, took 0.157 ms against 0.134 ms for this
-    layout on MovieLens 100K at 2 threads: its random reads and writes all missed the cache.)"""
-    cdef int n_threads = source.n_threads, round_, user, item
+    layout on MovieLens 100K with 2 user runs: its random reads and writes all missed the cache.)"""
+    cdef int n_strata = source.n_strata, round_, user, item
     cdef int64_t k, position, slot, start
-    cdef int64_t* filled = <int64_t*>malloc(n_threads * (sizeof(int64_t) + sizeof(int)))
+    cdef int64_t* filled = <int64_t*>malloc(n_strata * (sizeof(int64_t) + sizeof(int)))
     cdef int* fill  # group_user_items' scratch, after the cells' fill counters
     if filled == NULL:
         return 1
-    fill = <int*>(filled + n_threads)
-    for round_ in range(n_threads):
-        filled[round_] = target.cell_start[thread * n_threads + round_]
-    if n_threads == 2 and target.group_starts == NULL:
-        scatter_into_two_cells(source, target, thread, filled)
+    fill = <int*>(filled + n_strata)
+    for round_ in range(n_strata):
+        filled[round_] = target.cell_start[run * n_strata + round_]
+    if n_strata == 2 and target.group_starts == NULL:
+        scatter_into_two_cells(source, target, run, filled)
     else:
-        for k in range(source.thread_first_user[thread], source.thread_first_user[thread + 1]):
+        for k in range(source.run_first_user[run], source.run_first_user[run + 1]):
             user = source.user_order[k]
             if target.group_starts != NULL:
                 group_user_items(source, target, user, fill)
             for position in range(source.user_starts[user], source.user_starts[user + 1]):
                 item = source.items[position]
-                round_ = target.item_group[item] - thread
+                round_ = target.item_group[item] - run
                 if round_ < 0:
-                    round_ += n_threads
+                    round_ += n_strata
                 slot = filled[round_]
                 filled[round_] = slot + 1
                 place_example(source, target, slot, user, item, position)
-    for round_ in range(n_threads):
-        start = target.cell_start[thread * n_threads + round_]
+    for round_ in range(n_strata):
+        start = target.cell_start[run * n_strata + round_]
         if filled[round_] - start > 1:
-            shuffle_in_place(block_seed(seed, n_threads, round_), target.users + start, target.items + start,
+            shuffle_in_place(block_seed(seed, n_strata, round_), target.users + start, target.items + start,
                              target.labels + start if target.labels != NULL else NULL,
                              target.weights + start if target.weights != NULL else NULL, filled[round_] - start)
     free(filled)
     return 0
 
 
-cdef void cut_users_between_threads(const int64_t[::1] user_starts, const int[::1] user_order, int n_threads,
-                                    int64_t[::1] thread_first_user) noexcept:
-    """Give each thread a run of ``user_order``: thread ``t``'s starts at the first user whose
-    examples begin at or after ``t / n_threads`` of all examples (laid out in that order), so
-    that threads differ by less than one user's examples and no user is in two threads."""
+cdef void cut_users_into_runs(const int64_t[::1] user_starts, const int[::1] user_order, int n_strata,
+                              int64_t[::1] run_first_user) noexcept:
+    """Cut ``user_order`` into ``n_strata`` user runs: run ``t`` starts at the first user whose
+    examples begin at or after ``t / n_strata`` of all examples (laid out in that order), so
+    that runs differ by less than one user's examples and no user is in two runs."""
     cdef Py_ssize_t n_users = user_order.shape[0], k = 0
     cdef int64_t position = 0, n = user_starts[n_users]
-    cdef int thread, user
-    thread_first_user[0] = 0
-    for thread in range(1, n_threads):
-        while k < n_users and position < block_start(n, n_threads, thread):
+    cdef int run, user
+    run_first_user[0] = 0
+    for run in range(1, n_strata):
+        while k < n_users and position < block_start(n, n_strata, run):
             user = user_order[k]
             position += user_starts[user + 1] - user_starts[user]
             k += 1
-        thread_first_user[thread] = k
-    thread_first_user[n_threads] = n_users
+        run_first_user[run] = k
+    run_first_user[n_strata] = n_users
 
 
-cdef int64_t epoch_length(const int64_t[:, ::1] cell_load, int n_threads) noexcept:
-    """Examples of the fullest cell of each round, summed over rounds (cell_load[thread, group])."""
+cdef int64_t epoch_length(const int64_t[:, ::1] cell_load, int n_strata) noexcept:
+    """Examples of the fullest cell of each round, summed over rounds (cell_load[run, group])."""
     cdef int64_t total = 0, most
-    cdef int round_, thread
-    for round_ in range(n_threads):
+    cdef int round_, run
+    for round_ in range(n_strata):
         most = 0
-        for thread in range(n_threads):
-            most = max(most, cell_load[thread, (thread + round_) % n_threads])
+        for run in range(n_strata):
+            most = max(most, cell_load[run, (run + round_) % n_strata])
         total += most
     return total
 
 
 cdef void move_chunk(int64_t[:, ::1] cell_load, const int64_t[:, ::1] chunk_load, int chunk, int source,
-                     int target, int n_threads) noexcept:
-    cdef int thread
-    for thread in range(n_threads):
-        cell_load[thread, source] -= chunk_load[chunk, thread]
-        cell_load[thread, target] += chunk_load[chunk, thread]
+                     int target, int n_strata) noexcept:
+    cdef int run
+    for run in range(n_strata):
+        cell_load[run, source] -= chunk_load[chunk, run]
+        cell_load[run, target] += chunk_load[chunk, run]
 
 
-cdef void group_chunks_evenly(uint64_t seed, const int64_t[:, ::1] chunk_load, int n_threads,
+cdef void group_chunks_evenly(uint64_t seed, const int64_t[:, ::1] chunk_load, int n_strata,
                               int[::1] chunk_group) noexcept:
-    """Put each chunk of items (``chunk_load[chunk, thread]``: the thread's examples of its items)
-    in one of ``n_threads`` groups, so that every round of :func:`stratified_examples` gives its
-    threads about the same number of examples."""
-    cdef int n_chunks = chunk_load.shape[0], chunk, group, lightest, thread, round_, sweep, candidate
+    """Put each chunk of items (``chunk_load[chunk, run]``: the run's examples of its items)
+    in one of ``n_strata`` groups, so that every round of :func:`stratified_examples` gives its
+    runs about the same number of examples."""
+    cdef int n_chunks = chunk_load.shape[0], chunk, group, lightest, run, round_, sweep, candidate
     cdef Py_ssize_t j, n = 0
     cdef int64_t growth, best_growth, load
-    cdef int64_t[:, ::1] cell_load = np.zeros((n_threads, n_threads), dtype=np.int64)  # [thread, group]
-    cdef int64_t[::1] round_most = np.zeros(n_threads, dtype=np.int64)
-    cdef int64_t[::1] group_chunks = np.zeros(n_threads, dtype=np.int64)
+    cdef int64_t[:, ::1] cell_load = np.zeros((n_strata, n_strata), dtype=np.int64)  # [run, group]
+    cdef int64_t[::1] round_most = np.zeros(n_strata, dtype=np.int64)
+    cdef int64_t[::1] group_chunks = np.zeros(n_strata, dtype=np.int64)
     cdef int[::1] chunk_order = np.empty(n_chunks, dtype=np.int32)
     for chunk in range(n_chunks):
-        for thread in range(n_threads):
-            n += chunk_load[chunk, thread]
+        for run in range(n_strata):
+            n += chunk_load[chunk, run]
     fisher_yates(seed ^ <uint64_t>0xA0761D6478BD642FULL, &chunk_order[0], n_chunks)
     # The chunks, in a random order, each go to the group whose choice lengthens the epoch least:
-    # thread t trains group g in round (g - t) % n_threads, and a round lasts as long as its
-    # fullest cell, so the growth is the sum over threads of how far the cell passes its round's
+    # run t trains group g in round (g - t) % n_strata, and a round lasts as long as its
+    # fullest cell, so the growth is the sum over runs of how far the cell passes its round's
     # fullest (ties: the group with the fewest chunks, which also spreads unseen items). The
-    # first n_threads chunks seed one group each, so that no group is empty.
+    # first n_strata chunks seed one group each, so that no group is empty.
     for j in range(n_chunks):
         chunk = chunk_order[j]
         lightest = <int>j
-        if j >= n_threads:
+        if j >= n_strata:
             best_growth = -1
-            for group in range(n_threads):
+            for group in range(n_strata):
                 growth = 0
-                for thread in range(n_threads):
-                    round_ = (group - thread + n_threads) % n_threads
-                    load = cell_load[thread, group] + chunk_load[chunk, thread]
+                for run in range(n_strata):
+                    round_ = (group - run + n_strata) % n_strata
+                    load = cell_load[run, group] + chunk_load[chunk, run]
                     if load > round_most[round_]:
                         growth += load - round_most[round_]
                 if best_growth < 0 or growth < best_growth or (
@@ -771,34 +776,34 @@ cdef void group_chunks_evenly(uint64_t seed, const int64_t[:, ::1] chunk_load, i
                     lightest = group
         chunk_group[chunk] = lightest
         group_chunks[lightest] += 1
-        for thread in range(n_threads):
-            round_ = (lightest - thread + n_threads) % n_threads
-            cell_load[thread, lightest] += chunk_load[chunk, thread]
-            round_most[round_] = max(round_most[round_], cell_load[thread, lightest])
+        for run in range(n_strata):
+            round_ = (lightest - run + n_strata) % n_strata
+            cell_load[run, lightest] += chunk_load[chunk, run]
+            round_most[round_] = max(round_most[round_], cell_load[run, lightest])
     # A heavy chunk drawn late can leave rounds uneven that earlier choices would have evened out:
     # then move chunks, in the same random order, wherever that shortens the epoch (up to two
-    # sweeps; each try costs n_threads**2, so only for a few threads).
-    for sweep in range(2 if n_threads <= MAX_THREADS_REBALANCED else 0):
-        if epoch_length(cell_load, n_threads) * n_threads * 100 <= n * 101:
+    # sweeps; each try costs n_strata**2, so only for a few runs).
+    for sweep in range(2 if n_strata <= MAX_STRATA_REBALANCED else 0):
+        if epoch_length(cell_load, n_strata) * n_strata * 100 <= n * 101:
             break  # within 1% of even rounds
         for j in range(n_chunks):
             chunk = chunk_order[j]
             group = chunk_group[chunk]
             if group_chunks[group] == 1:
                 continue  # no group is emptied
-            best_growth = epoch_length(cell_load, n_threads)
+            best_growth = epoch_length(cell_load, n_strata)
             lightest = group
-            for candidate in range(n_threads):
+            for candidate in range(n_strata):
                 if candidate == group:
                     continue
-                move_chunk(cell_load, chunk_load, chunk, group, candidate, n_threads)
-                growth = epoch_length(cell_load, n_threads)
-                move_chunk(cell_load, chunk_load, chunk, candidate, group, n_threads)
+                move_chunk(cell_load, chunk_load, chunk, group, candidate, n_strata)
+                growth = epoch_length(cell_load, n_strata)
+                move_chunk(cell_load, chunk_load, chunk, candidate, group, n_strata)
                 if growth < best_growth:
                     best_growth = growth
                     lightest = candidate
             if lightest != group:
-                move_chunk(cell_load, chunk_load, chunk, group, lightest, n_threads)
+                move_chunk(cell_load, chunk_load, chunk, group, lightest, n_strata)
                 chunk_group[chunk] = lightest
                 group_chunks[group] -= 1
                 group_chunks[lightest] += 1
@@ -806,8 +811,9 @@ cdef void group_chunks_evenly(uint64_t seed, const int64_t[:, ::1] chunk_load, i
 
 def stratified_examples(unsigned long long seed, const int64_t[::1] user_starts, const int[::1] items,
                         const float[::1] labels, const float[::1] weights, const int[::1] user_order,
-                        int n_threads, int n_items, int chunk_items,
-                        Py_ssize_t part_examples=STRATUM_PART_EXAMPLES, bint group_positives=False):
+                        int n_strata, int n_items, int chunk_items,
+                        Py_ssize_t part_examples=STRATUM_PART_EXAMPLES, bint group_positives=False,
+                        int num_threads=0):
     """Lay out one epoch's examples for stratified training (see the comment above).
 
     Parameters
@@ -822,45 +828,49 @@ def stratified_examples(unsigned long long seed, const int64_t[::1] user_starts,
     labels, weights : float32 arrays of shape (n_examples,) or None
         Per-example values and weights, moved with the examples (None stays None).
     user_order : int32 array of shape (n_users,)
-        A permutation of the user ids, cut into ``n_threads`` runs of about equal numbers of
-        examples (never inside a user's): thread ``t`` owns the users of the ``t``-th run.
-    n_threads : int
-        Number of threads (>= 2), and of item groups.
+        A permutation of the user ids, cut into ``n_strata`` user runs of about equal numbers
+        of examples (never inside a user's): user run ``t`` holds the users of the ``t``-th.
+    n_strata : int
+        Number of user runs and of item groups (>= 2). ``fit`` takes one more than its threads,
+        so that a thread done with a block usually finds another ready (see
+        :func:`train_strata`).
     n_items : int
         Number of items.
     chunk_items : int
-        Items are grouped in runs of this many consecutive ids (:func:`stratum_chunk_items`);
-        there must be at least ``n_threads`` runs.
+        Items are grouped in chunks of this many consecutive ids (:func:`stratum_chunk_items`);
+        there must be at least ``n_strata`` chunks.
     part_examples : int, default STRATUM_PART_EXAMPLES
-        Target number of examples of one thread between two barriers.
+        Target number of examples of one block.
     group_positives : bool, default False
         Also sort each user's examples by group, for WARP-kOS, whose examples are its positives
         and which samples them among the user's positives in the block's group.
+    num_threads : int, default 0
+        Threads that lay the user runs out (0: one per user run).
 
     Returns
     -------
     users, items : int32 arrays of shape (n_examples,)
-        The same examples, cell by cell: cell ``(t, round)`` holds thread ``t``'s examples whose
-        item is in group ``(t + round) % n_threads``, in a uniformly random order (a new one for
-        each seed); the cells lie thread by thread, and round by round within a thread.
+        The same examples, cell by cell: cell ``(t, round)`` holds user run ``t``'s examples
+        whose item is in group ``(t + round) % n_strata``, in a uniformly random order (a new
+        one for each seed); the cells lie user run by user run, and round by round within one.
     labels, weights : float32 arrays of shape (n_examples,) or None
         Moved with them.
     block_ranges : int64 array of shape (n_blocks, 2)
-        Block ``b = (part * n_threads + round) * n_threads + t`` is the ``part``-th of the
+        Block ``b = (part * n_strata + round) * n_strata + t`` is the ``part``-th of the
         ``n_parts`` equal slices (sizes differ by at most one) of cell ``(t, round)``, at positions
-        ``block_ranges[b, 0]:block_ranges[b, 1]``; ``n_blocks = n_parts * n_threads ** 2``.
+        ``block_ranges[b, 0]:block_ranges[b, 1]``; ``n_blocks = n_parts * n_strata ** 2``.
     candidate_items : int32 array of shape (n_items,)
         The item ids, group by group.
     block_candidates : int64 array of shape (n_blocks, 2)
         The range of ``candidate_items`` that block ``b`` draws negatives from (its group).
     rounds : int
-        ``n_parts * n_threads``: :func:`run_epoch` runs the blocks in this many rounds of
-        ``n_threads``, with a barrier after each.
+        ``n_parts * n_strata``, :func:`run_epoch`'s ``rounds``: each round holds one block of
+        every user run and every item group.
     block_groups : int32 array of shape (n_blocks,)
         The group of each block's candidates.
-    group_starts : int32 array of shape (n_users * (n_threads + 1),), or None
+    group_starts : int32 array of shape (n_users * (n_strata + 1),), or None
         With ``group_positives``: user ``u``'s examples whose item is in group ``g`` are
-        ``grouped_items[group_starts[u * (n_threads + 1) + g]:group_starts[u * (n_threads + 1)
+        ``grouped_items[group_starts[u * (n_strata + 1) + g]:group_starts[u * (n_strata + 1)
         + g + 1]]`` (:func:`run_epoch`'s ``group_positive_starts``); else None.
     grouped_items : int32 array of shape (n_examples,), or None
         With ``group_positives``: the examples' items, user by user (in id order, each at its
@@ -868,20 +878,24 @@ def stratified_examples(unsigned long long seed, const int64_t[::1] user_starts,
         (:func:`run_epoch`'s ``group_positive_indices``); else None.
 
     The groups are balanced by number of examples, greedily, visiting the chunks in a random
-    order, so that the threads of a round have about the same work and no pair of items is
-    kept apart in every epoch. Each thread reads its users' examples once and scatters them
-    into its cells, then shuffles those (threads in parallel): the layout replaces
+    order, so that the blocks of a round have about the same work and no pair of items is
+    kept apart in every epoch. Each user run's users' examples are read once and scattered
+    into its cells, then those are shuffled (user runs in parallel): the layout replaces
     :func:`shuffled_examples` for stratified epochs.
     """
     cdef Py_ssize_t n = items.shape[0], n_users = user_order.shape[0], i
-    cdef int n_chunks, chunk, group, thread, round_, part, n_parts, block, n_blocks
+    cdef int n_chunks, chunk, group, run, round_, part, n_parts, block, n_blocks
     cdef int64_t size, most = 0, start
-    if n_threads < 2:
-        raise ValueError(f"stratified training needs at least 2 threads, got {n_threads}")
+    if n_strata < 2:
+        raise ValueError(f"stratified training needs at least 2 strata, got {n_strata}")
     if chunk_items < 1:
         raise ValueError(f"chunk_items must be >= 1, got {chunk_items}")
     if part_examples < 1:
         raise ValueError(f"part_examples must be >= 1, got {part_examples}")
+    if num_threads < 0:
+        raise ValueError(f"num_threads must be >= 0, got {num_threads}")
+    if num_threads == 0:
+        num_threads = n_strata
     if (labels is not None and labels.shape[0] != n) or (weights is not None and weights.shape[0] != n):
         raise ValueError("the example arrays must have the same length")
     if user_starts.shape[0] != n_users + 1:
@@ -892,76 +906,76 @@ def stratified_examples(unsigned long long seed, const int64_t[::1] user_starts,
         raise ValueError("user_starts must rise from 0 to the number of examples")
     check_user_order(user_order)
     n_chunks = (n_items + chunk_items - 1) // chunk_items
-    if n_chunks < n_threads:
-        raise ValueError(f"{n_items} items in runs of {chunk_items} make fewer groups than the {n_threads} threads")
+    if n_chunks < n_strata:
+        raise ValueError(f"{n_items} items in chunks of {chunk_items} make fewer groups than the {n_strata} strata")
 
-    cdef int64_t[::1] thread_first_user = np.empty(n_threads + 1, dtype=np.int64)
-    cut_users_between_threads(user_starts, user_order, n_threads, thread_first_user)
+    cdef int64_t[::1] run_first_user = np.empty(n_strata + 1, dtype=np.int64)
+    cut_users_into_runs(user_starts, user_order, n_strata, run_first_user)
     cdef StratumSource source
     source.user_starts = &user_starts[0]
     source.user_order = &user_order[0] if n_users > 0 else NULL
-    source.thread_first_user = &thread_first_user[0]
+    source.run_first_user = &run_first_user[0]
     source.items = &items[0] if n > 0 else NULL
     source.labels = &labels[0] if n > 0 and labels is not None else NULL
     source.weights = &weights[0] if n > 0 and weights is not None else NULL
     source.n_items = n_items
-    source.n_threads = n_threads
+    source.n_strata = n_strata
 
-    # item_load[thread, item]: the thread's examples of that item (threads in parallel), which
+    # item_load[run, item]: the run's examples of that item (threads in parallel), which
     # also checks the item ids before anything is written
-    cdef int64_t[:, ::1] item_load = np.zeros((n_threads, n_items), dtype=np.int64)
+    cdef int64_t[:, ::1] item_load = np.zeros((n_strata, n_items), dtype=np.int64)
     cdef int[1] failed  # (an array: a variable assigned in a prange would be lastprivate)
     failed[0] = 0
-    with nogil, parallel(num_threads=n_threads):
-        for thread in prange(n_threads, schedule="static", chunksize=1):
-            if count_thread_items(&source, thread, &item_load[thread, 0]):
+    with nogil, parallel(num_threads=num_threads):
+        for run in prange(n_strata, schedule="static", chunksize=1):
+            if count_run_items(&source, run, &item_load[run, 0]):
                 failed[0] = 1
     if failed[0]:
         raise ValueError(f"item ids must be in [0, {n_items})")
 
-    cdef int64_t[:, ::1] chunk_load = np.zeros((n_chunks, n_threads), dtype=np.int64)
+    cdef int64_t[:, ::1] chunk_load = np.zeros((n_chunks, n_strata), dtype=np.int64)
     cdef int[::1] chunk_group = np.empty(n_chunks, dtype=np.int32)
     cdef int[::1] item_group = np.empty(max(n_items, 1), dtype=np.int32)
     for chunk in range(n_chunks):
-        for thread in range(n_threads):
+        for run in range(n_strata):
             for i in range(chunk * chunk_items, min(n_items, (chunk + 1) * chunk_items)):
-                chunk_load[chunk, thread] += item_load[thread, i]
-    group_chunks_evenly(seed, chunk_load, n_threads, chunk_group)
+                chunk_load[chunk, run] += item_load[run, i]
+    group_chunks_evenly(seed, chunk_load, n_strata, chunk_group)
     for chunk in range(n_chunks):
         for i in range(chunk * chunk_items, min(n_items, (chunk + 1) * chunk_items)):
             item_group[i] = chunk_group[chunk]
 
-    # cells[thread, round]: thread's examples whose item is in group (thread + round) % n_threads
-    cdef int64_t[:, ::1] cells = np.zeros((n_threads, n_threads), dtype=np.int64)
-    for thread in range(n_threads):
+    # cells[run, round]: run's examples whose item is in group (run + round) % n_strata
+    cdef int64_t[:, ::1] cells = np.zeros((n_strata, n_strata), dtype=np.int64)
+    for run in range(n_strata):
         for chunk in range(n_chunks):
-            round_ = chunk_group[chunk] - thread
+            round_ = chunk_group[chunk] - run
             if round_ < 0:
-                round_ += n_threads
-            cells[thread, round_] += chunk_load[chunk, thread]
-    for thread in range(n_threads):
-        for round_ in range(n_threads):
-            most = max(most, cells[thread, round_])
+                round_ += n_strata
+            cells[run, round_] += chunk_load[chunk, run]
+    for run in range(n_strata):
+        for round_ in range(n_strata):
+            most = max(most, cells[run, round_])
     n_parts = <int>max(1, (most + part_examples // 2) // part_examples)
-    n_blocks = n_parts * n_threads * n_threads
+    n_blocks = n_parts * n_strata * n_strata
 
-    # cells thread by thread, each thread's round by round; block b = (part * n_threads + round)
-    # * n_threads + thread holds a cell's examples j with ceil(part * s / n_parts) <= j <
+    # cells run by run, each run's round by round; block b = (part * n_strata + round)
+    # * n_strata + run holds a cell's examples j with ceil(part * s / n_parts) <= j <
     # ceil((part + 1) * s / n_parts), for a cell of s examples
-    cdef int64_t[::1] cell_start = np.empty(n_threads * n_threads, dtype=np.int64)
+    cdef int64_t[::1] cell_start = np.empty(n_strata * n_strata, dtype=np.int64)
     start = 0
-    for thread in range(n_threads):
-        for round_ in range(n_threads):
-            cell_start[thread * n_threads + round_] = start
-            start += cells[thread, round_]
+    for run in range(n_strata):
+        for round_ in range(n_strata):
+            cell_start[run * n_strata + round_] = start
+            start += cells[run, round_]
     block_ranges = np.empty((n_blocks, 2), dtype=np.int64)
     cdef int64_t[:, ::1] ranges = block_ranges
     for part in range(n_parts):
-        for round_ in range(n_threads):
-            for thread in range(n_threads):
-                block = (part * n_threads + round_) * n_threads + thread
-                size = cells[thread, round_]
-                start = cell_start[thread * n_threads + round_]
+        for round_ in range(n_strata):
+            for run in range(n_strata):
+                block = (part * n_strata + round_) * n_strata + run
+                size = cells[run, round_]
+                start = cell_start[run * n_strata + round_]
                 ranges[block, 0] = start + (part * size + n_parts - 1) // n_parts
                 ranges[block, 1] = start + ((part + 1) * size + n_parts - 1) // n_parts
 
@@ -986,7 +1000,7 @@ def stratified_examples(unsigned long long seed, const int64_t[::1] user_starts,
     cdef int[::1] starts_view
     cdef int[::1] grouped_view
     if group_positives:
-        group_starts = np.zeros(n_users * (n_threads + 1), dtype=np.int32)
+        group_starts = np.zeros(n_users * (n_strata + 1), dtype=np.int32)
         grouped_items = np.empty(n, dtype=np.int32)
         starts_view = group_starts
         if n_users > 0:
@@ -994,22 +1008,22 @@ def stratified_examples(unsigned long long seed, const int64_t[::1] user_starts,
         if n > 0:
             grouped_view = grouped_items
             target.grouped_items = &grouped_view[0]
-    with nogil, parallel(num_threads=n_threads):
-        for thread in prange(n_threads, schedule="static", chunksize=1):
-            if scatter_thread(&source, &target, thread, block_seed(seed, n_threads, thread)):
+    with nogil, parallel(num_threads=num_threads):
+        for run in prange(n_strata, schedule="static", chunksize=1):
+            if scatter_run(&source, &target, run, block_seed(seed, n_strata, run)):
                 failed[0] = 1
     if failed[0]:
         raise MemoryError("fastrank could not allocate the stratified layout's counters")
 
     # the item ids group by group, and each block's range of them
-    cdef int64_t[::1] group_start = np.zeros(n_threads + 1, dtype=np.int64)
+    cdef int64_t[::1] group_start = np.zeros(n_strata + 1, dtype=np.int64)
     for i in range(n_items):
         group_start[item_group[i] + 1] += 1
-    for group in range(n_threads):
+    for group in range(n_strata):
         group_start[group + 1] += group_start[group]
     candidate_items = np.empty(n_items, dtype=np.int32)
     cdef int[::1] candidates = candidate_items
-    cdef int64_t[::1] filled = np.zeros(n_threads, dtype=np.int64)
+    cdef int64_t[::1] filled = np.zeros(n_strata, dtype=np.int64)
     for i in range(n_items):
         group = item_group[i]
         candidates[group_start[group] + filled[group]] = <int>i
@@ -1019,14 +1033,14 @@ def stratified_examples(unsigned long long seed, const int64_t[::1] user_starts,
     cdef int64_t[:, ::1] candidate_ranges = block_candidates
     cdef int[::1] groups_of_blocks = block_groups
     for block in range(n_blocks):
-        thread = block % n_threads
-        round_ = (block // n_threads) % n_threads
-        group = (thread + round_) % n_threads
+        run = block % n_strata
+        round_ = (block // n_strata) % n_strata
+        group = (run + round_) % n_strata
         groups_of_blocks[block] = group
         candidate_ranges[block, 0] = group_start[group]
         candidate_ranges[block, 1] = group_start[group + 1]
     return (out_users, out_items, out_labels, out_weights, block_ranges, candidate_items, block_candidates,
-            n_parts * n_threads, block_groups, group_starts, grouped_items)
+            n_parts * n_strata, block_groups, group_starts, grouped_items)
 
 
 cdef struct Model:
@@ -1946,22 +1960,86 @@ cdef bounds_as_ranges(const int64_t[::1] bounds):
     return ranges_array
 
 
-cdef inline int stratum_group(int block, int n_threads) noexcept nogil:
+cdef inline int stratum_group(int block, int n_strata) noexcept nogil:
     """The item group of a block in :func:`stratified_examples`' numbering."""
-    return ((block // n_threads) % n_threads + block % n_threads) % n_threads
+    return ((block // n_strata) % n_strata + block % n_strata) % n_strata
 
 
-cdef bint stratum_blocks(const int64_t[:, ::1] block_candidates, int n_blocks, int per_round,
-                         int n_threads) noexcept:
-    """Whether candidate blocks are laid out as :func:`stratified_examples` lays them out: one
-    block per thread and round, and every block of a group drawing from the same candidates (the
-    first round's block of that group's). Only then does each item have one private bias copy
-    (its group's) in :func:`run_epoch`."""
+cdef inline bint stratum_block_ready(int* block_states, int block, int n_strata) noexcept nogil:
+    """Whether the blocks a stratum block follows are trained: the previous round's block of its
+    user run (``block - n_strata``) and that round's block of its item group (which the next run
+    trained, as groups turn by one run per round). A block of the first round follows none."""
+    cdef int run = block % n_strata
+    cdef int previous_round = block - run - n_strata
+    if previous_round < 0:
+        return True
+    return (fastrank_block_state(&block_states[block - n_strata]) == 2
+            and fastrank_block_state(&block_states[previous_round + (run + 1) % n_strata]) == 2)
+
+
+cdef void train_strata(Model* model, Workspace* work, int loss, const int[::1] example_users,
+                       const int[::1] example_items, const float* labels, const float* weights,
+                       const int64_t[:, ::1] block_ranges, const int* candidate_pointer,
+                       const int64_t[:, ::1] block_candidates, const int[::1] block_groups, int n_groups,
+                       int* block_states, int n_blocks, int n_strata, const PrivateBiases* private_users,
+                       const PrivateBiases* private_items, Py_ssize_t n_visits, uint64_t seed) noexcept nogil:
+    """One thread's share of a stratified epoch: take any block whose predecessors are trained
+    (:func:`stratum_block_ready`), train it, mark it trained; until every block is.
+
+    A block's predecessors are the last blocks to write its users' rows and its items' rows, so
+    no two threads write one row at once, and each row sees its updates in the order of the
+    blocks' numbers: the epoch trains what one thread running the blocks in that order trains,
+    whatever the timing. There is no barrier: a thread done early takes the next ready block,
+    which with more strata than threads there usually is (a barrier after each round made a
+    thread wait for the slowest block of the round, 2% to 40% of an epoch on MovieLens 100K at
+    2 threads, depending on how evenly the machine ran the two cores)."""
+    cdef int first_open = 0, block, chosen, round_end, waits = 0
+    while True:
+        # blocks before first_open are trained; a ready block is never more than n_strata - 1
+        # rounds past the round of the first open one (its predecessors reach back to that round)
+        while first_open < n_blocks and fastrank_block_state(&block_states[first_open]) == 2:
+            first_open += 1
+        if first_open >= n_blocks:
+            return
+        chosen = -1
+        round_end = min(n_blocks, (first_open // n_strata + n_strata) * n_strata)
+        for block in range(first_open, round_end):
+            if (fastrank_block_state(&block_states[block]) == 0
+                    and stratum_block_ready(block_states, block, n_strata)
+                    and fastrank_take_block(&block_states[block])):
+                chosen = block
+                break
+        if chosen < 0:
+            # every open block waits for one that another thread is training
+            fastrank_wait_a_little(waits, 64)
+            waits += 1
+            continue
+        waits = 0
+        if candidate_pointer != NULL:
+            work.candidates = candidate_pointer + block_candidates[chosen, 0]
+            work.n_candidates = <int>(block_candidates[chosen, 1] - block_candidates[chosen, 0])
+            if n_groups > 0:
+                work.group = block_groups[chosen]
+        if private_items.allocation != NULL:
+            point_at_private_copy(&work.model.items, private_items, stratum_group(chosen, n_strata))
+            if private_users.allocation != NULL:
+                point_at_private_copy(&work.model.users, private_users, chosen % n_strata)
+        run_block(&work.model if private_items.allocation != NULL else model, work, loss, example_users,
+                  example_items, labels, weights, block_ranges[chosen, 0], block_ranges[chosen, 1], n_visits, seed)
+        fastrank_block_trained(&block_states[chosen])
+
+
+cdef bint stratum_blocks(const int64_t[:, ::1] block_candidates, int n_blocks, int n_strata) noexcept:
+    """Whether candidate blocks are laid out as :func:`stratified_examples` lays them out for
+    ``n_strata`` (>= 2) user runs and item groups: one block per run and round, and every block
+    of a group drawing from the same candidates (the first round's block of that group's). Only
+    then does each item have one private bias copy (its group's) in :func:`run_epoch`, and only
+    then may :func:`train_strata` schedule the blocks."""
     cdef int block, group
-    if block_candidates is None or n_threads < 2 or per_round != n_threads or n_blocks % n_threads:
+    if block_candidates is None or n_strata < 2 or n_blocks % n_strata:
         return False
     for block in range(n_blocks):
-        group = stratum_group(block, n_threads)
+        group = stratum_group(block, n_strata)
         if (block_candidates[block, 0] != block_candidates[group, 0]
                 or block_candidates[block, 1] != block_candidates[group, 1]):
             return False
@@ -2031,14 +2109,19 @@ def run_epoch(int loss,
         With ``candidate_items``: block ``b`` draws its negatives uniformly from
         ``candidate_items[block_candidates[b, 0]:block_candidates[b, 1]]`` (a non-empty range).
         Not for WARP-kOS or pos2neg2 debiasing, which draw among the user's positives too.
-        Blocks numbered as :func:`stratified_examples` numbers them (each group's blocks
-        drawing from one range) train the biases in per-epoch private copies, one per group and
-        one per thread: a user's examples must then all be in one thread's blocks, and a
-        block's items among its candidates, as the layout makes them (else updates to a row
-        through two copies would keep only one).
+        Blocks numbered as :func:`stratified_examples` numbers them for ``n_blocks // rounds``
+        strata (each group's blocks drawing from one range) are stratified: each thread takes
+        any block whose predecessors (the previous round's blocks of its user run and of its
+        item group) are trained (:func:`train_strata`), and the identity side's biases are
+        trained in per-epoch private copies, one per item group and one per user run. A user's
+        examples must then all be in one run's blocks, and a block's items among its
+        candidates, as the layout makes them (else two threads would write one row at once, and
+        updates to a row through two copies would keep only one).
     rounds : int, default 1
-        The blocks run in this many rounds of ``n_blocks // rounds`` consecutive blocks, with
-        every thread waiting at the end of each round for the others (it must divide n_blocks).
+        The blocks form this many rounds of ``n_blocks // rounds`` consecutive blocks (it must
+        divide n_blocks). Stratified blocks (see ``block_candidates``) follow their
+        predecessors; any other layout runs round by round, every thread waiting at the end of
+        each round for the others.
     block_groups : int32 array of shape (n_blocks,), optional
         WARP-kOS with candidate blocks: the group of each block's candidates, in
         ``[0, n_groups)``.
@@ -2064,6 +2147,8 @@ def run_epoch(int loss,
     cdef PrivateBiases private_users, private_items
     cdef int copy_index, team, turn, claimed_block
     cdef int64_t* claims = NULL
+    cdef int* block_states = NULL
+    cdef bint strata
     cdef Py_ssize_t n_user_rows = len(user_parameters[1]), n_item_rows = len(item_parameters[1])
     cdef int scored_capacity = 1, kept_representations = 0
     cdef const int* script_pointer = NULL
@@ -2169,20 +2254,21 @@ def run_epoch(int loss,
     if not model.prefetch and num_threads > 1 and model.items.identity and candidate_items is None:
         if pad_biases(&model.items, len(item_parameters[1]), &padded_item_biases):
             raise MemoryError("fastrank could not allocate the per-epoch copy of the item biases")
-    # In strata the threads of a round train disjoint rows, and the groups and user runs are
+    # In strata the blocks trained at once write disjoint rows, and the groups and user runs are
     # whole lines of biases, but the biases of all of them share a few pages: with two threads on
     # MovieLens 100K each thread's logistic steps took 14% longer than alone (6% with the next
     # example prefetched), against 4% with the biases in separate arrays (and none with separate
     # models: it is not the machine, but lines the cores hand back and forth). So a stratified epoch
     # trains private copies of the biases and their optimizer state, on pages of their own: one
-    # per item group, and one per thread for identity users (a user feature can be shared by
-    # users of several threads, whose updates must meet in one array: Hogwild).
+    # per item group, and one per user run for identity users (a user feature can be shared by
+    # users of several runs, whose updates must meet in one array: Hogwild).
     private_users.allocation = NULL
     private_items.allocation = NULL
-    if stratum_blocks(block_candidates, n_blocks, per_round, num_threads) and model.items.identity:
-        if allocate_private_biases(&private_items, &model.items, n_item_rows, num_threads) or (
+    strata = stratum_blocks(block_candidates, n_blocks, per_round)
+    if strata and model.items.identity:
+        if allocate_private_biases(&private_items, &model.items, n_item_rows, per_round) or (
                 model.users.identity
-                and allocate_private_biases(&private_users, &model.users, n_user_rows, num_threads)):
+                and allocate_private_biases(&private_users, &model.users, n_user_rows, per_round)):
             free(private_items.allocation)
             raise MemoryError("fastrank could not allocate the per-epoch copies of the biases")
         # with the biases apart, an example's rows are the thread's own: prefetching them took
@@ -2204,6 +2290,12 @@ def run_epoch(int loss,
             raise MemoryError("fastrank could not allocate the blocks' claim counters")
         for block in range(n_blocks):
             claims[block * CLAIM_STRIDE] = block_ranges[block, 0]
+    if strata:
+        block_states = <int*>calloc(n_blocks, sizeof(int))
+        if block_states == NULL:
+            free(private_items.allocation)
+            free(private_users.allocation)
+            raise MemoryError("fastrank could not allocate the blocks' states")
     with nogil, parallel(num_threads=num_threads):
         thread = threadid()
         work = <Workspace*>malloc(sizeof(Workspace))
@@ -2245,14 +2337,16 @@ def run_epoch(int loss,
                 work.sampler.script = script_pointer
                 work.sampler.script_length = script_length
             work.model = model
-            if private_users.allocation != NULL:
-                point_at_private_copy(&work.model.users, &private_users, thread)
         if private_items.allocation != NULL:
-            for copy_index in prange(num_threads, schedule="static", chunksize=1):
+            for copy_index in prange(per_round, schedule="static", chunksize=1):
                 fill_private_copy(&private_items, &model.items, copy_index)
                 if private_users.allocation != NULL:
                     fill_private_copy(&private_users, &model.users, copy_index)
             fastrank_team_barrier()
+        if block_states != NULL and work != NULL:
+            train_strata(&model, work, loss, example_users, example_items, labels, weights, block_ranges,
+                         candidate_pointer, block_candidates, block_groups, n_groups, block_states, n_blocks,
+                         per_round, &private_users, &private_items, n_visits, seed)
 
         if claims != NULL:
             if work != NULL:
@@ -2267,9 +2361,9 @@ def run_epoch(int loss,
                     claimed_block = (thread + turn) % n_blocks
                     train_claimed(&model, work, loss, example_users, example_items, labels, weights,
                                   &claims[claimed_block * CLAIM_STRIDE], block_ranges[claimed_block, 1], n_visits, seed)
-        # a block per thread and round: fit gives each thread its own users (see
-        # shuffled_examples); no round starts before every thread is done with the last
-        for round_ in range(rounds if claims == NULL else 0):
+        # other layouts of candidate blocks (a test hook): a block per thread and round, and no
+        # round starts before every thread is done with the last
+        for round_ in range(rounds if claims == NULL and block_states == NULL else 0):
             for block in prange(round_ * per_round, (round_ + 1) * per_round, schedule="static", chunksize=1):
                 if work == NULL:
                     continue
@@ -2278,17 +2372,14 @@ def run_epoch(int loss,
                     work.n_candidates = <int>(block_candidates[block, 1] - block_candidates[block, 0])
                     if n_groups > 0:
                         work.group = block_groups[block]
-                if private_items.allocation != NULL:
-                    point_at_private_copy(&work.model.items, &private_items, stratum_group(block, num_threads))
-                run_block(&work.model if private_items.allocation != NULL else &model, work, loss, example_users,
-                          example_items, labels, weights, block_ranges[block, 0], block_ranges[block, 1], n_visits,
-                          seed)
+                run_block(&model, work, loss, example_users, example_items, labels, weights, block_ranges[block, 0],
+                          block_ranges[block, 1], n_visits, seed)
             if rounds > 1:
                 fastrank_team_barrier()
 
         if private_items.allocation != NULL:
-            if rounds == 1:
-                fastrank_team_barrier()
+            # (the copies are trained by train_strata only, which has no barrier at its end)
+            fastrank_team_barrier()
             for copy_index in prange(num_threads, schedule="static", chunksize=1):
                 write_back_private(&private_items, &model.items, n_item_rows * copy_index // num_threads,
                                    n_item_rows * (copy_index + 1) // num_threads)
@@ -2305,6 +2396,7 @@ def run_epoch(int loss,
 
     unpad_biases(&model.items, &padded_item_biases)
     free(claims)
+    free(block_states)
     free(private_items.allocation)
     free(private_users.allocation)
     if allocation_failed[0]:

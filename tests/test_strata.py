@@ -172,7 +172,7 @@ def test_layout_rejects_bad_input():
 
     def call(**changes):
         arguments = dict(seed=0, user_starts=starts, items=items, labels=labels, weights=weights, user_order=order,
-                         n_threads=2, n_items=200, chunk_items=4)
+                         n_strata=2, n_items=200, chunk_items=4)
         arguments.update(changes)
         return _sgd.stratified_examples(**arguments)
 
@@ -182,7 +182,7 @@ def test_layout_rejects_bad_input():
     bad_order = order.copy()
     bad_order[0] = bad_order[1]
     bad_cases = [
-        (dict(n_threads=1), "at least 2 threads"),
+        (dict(n_strata=1), "at least 2 strata"),
         (dict(chunk_items=0), "chunk_items"),
         (dict(part_examples=0), "part_examples"),
         (dict(chunk_items=200), "fewer groups"),
@@ -240,16 +240,20 @@ def test_fit_trains_in_strata_on_several_threads(monkeypatch, loss):
 @pytest.mark.parametrize("loss", ["warp", "warp-kos", "bpr", "logistic"])
 def test_only_warp_losses_cut_cells_into_parts(monkeypatch, loss):
     """WARP and WARP-kOS lose precision when a user meets one group for long, so their cells are
-    cut into parts of about STRATUM_PART_EXAMPLES; logistic and BPR train whole cells."""
+    cut into parts (of STRATUM_PART_EXAMPLES * 2 / n_strata examples: as many per user of a run as
+    with 2 strata); logistic and BPR train whole cells."""
     calls = captured_epochs(monkeypatch)
     interactions = random_interactions(n_users=1000, n_items=200, density=0.2, negatives=loss == "logistic")
     strata_model(loss).fit(interactions, epochs=1, num_threads=2)
-    cells_of_examples = calls[0]["example_users"].shape[0] / 4  # 2 threads x 2 groups
+    # 2 threads train 3 strata: 3 user runs x 3 item groups
+    assert calls[0]["block_ranges"].shape[0] == calls[0]["rounds"] * 3
+    cells_of_examples = calls[0]["example_users"].shape[0] / 9
     if loss.startswith("warp"):
-        assert abs(calls[0]["rounds"] / 2 - cells_of_examples / _sgd.STRATUM_PART_EXAMPLES) < 1
-        assert calls[0]["rounds"] >= 4
+        # parts of STRATUM_PART_EXAMPLES * 2 / 3 examples (user runs a third of the users, not a half)
+        assert abs(calls[0]["rounds"] / 3 - cells_of_examples / (_sgd.STRATUM_PART_EXAMPLES * 2 // 3)) < 1
+        assert calls[0]["rounds"] >= 9
     else:
-        assert calls[0]["rounds"] == 2
+        assert calls[0]["rounds"] == 3
 
 
 @pytest.mark.parametrize("case", ["pos2neg2", "item features", "large model", "few items", "few examples"])
@@ -517,3 +521,46 @@ def test_a_stratified_epoch_on_two_threads_equals_its_blocks_run_one_after_anoth
             biases = index % 2 == 1
             assert np.array_equal(sequential, before) == (biases and side == "user_parameters" and loss != "logistic")
             np.testing.assert_array_equal(parallel, sequential)
+
+
+@needs_openmp
+@pytest.mark.parametrize("loss", ["bpr", "warp-kos"])
+@pytest.mark.parametrize("n_strata", [2, 3, 5])
+def test_stratified_blocks_train_the_same_on_any_number_of_threads(monkeypatch, loss, n_strata):
+    """Threads take stratified blocks as their predecessors (the previous round's blocks of the
+    same user run and item group) are trained, with no barrier: with fewer, as many or more
+    threads than strata, every row sees the same updates in the same order as on one thread."""
+    run_epoch = _sgd.run_epoch
+    calls = captured_epochs(monkeypatch, run=False)
+    interactions = strata_interactions()
+    model = strata_model(loss)
+    model.fit(interactions, epochs=0).fit_partial(interactions, epochs=1, num_threads=2)
+    arguments = dict(calls[-1])
+    csr = interactions.tocsr()
+    csr.sort_indices()
+    user_starts = csr.indptr.astype(np.int64)
+    user_order = np.random.default_rng(3).permutation(csr.shape[0]).astype(np.int32)
+    (users, items, _, _, block_ranges, candidates, block_candidates, rounds, groups, group_starts,
+     grouped_items) = _sgd.stratified_examples(11, user_starts, csr.indices.astype(np.int32), None, None,
+                                               user_order, n_strata, csr.shape[1], 4, part_examples=150,
+                                               group_positives=loss == "warp-kos")
+    assert rounds >= 2 * n_strata  # several parts: blocks of a run follow each other across parts
+    arguments.update(example_users=users, example_items=items, example_labels=None, example_weights=None,
+                     block_ranges=block_ranges, candidate_items=candidates, block_candidates=block_candidates,
+                     rounds=rounds)
+    if loss == "warp-kos":
+        arguments.update(block_groups=groups, group_positive_starts=group_starts,
+                         group_positive_indices=grouped_items)
+    trained = {}
+    for num_threads in (1, 2, 4):
+        parameters = {side: tuple(None if array is None else array.copy() for array in arguments[side])
+                      for side in ("user_parameters", "item_parameters")}
+        run_epoch(**{**arguments, **parameters, "num_threads": num_threads})
+        trained[num_threads] = parameters
+    for num_threads in (2, 4):
+        for side in ("user_parameters", "item_parameters"):
+            for parallel, sequential in zip(trained[num_threads][side], trained[1][side]):
+                if sequential is not None:
+                    np.testing.assert_array_equal(parallel, sequential)
+    # the epoch trained: item embeddings moved
+    assert not np.array_equal(trained[1]["item_parameters"][0], arguments["item_parameters"][0])
