@@ -183,6 +183,7 @@ def test_layout_rejects_bad_input():
     bad_order[0] = bad_order[1]
     bad_cases = [
         (dict(n_strata=1), "at least 2 strata"),
+        (dict(num_threads=-1), "num_threads"),
         (dict(chunk_items=0), "chunk_items"),
         (dict(part_examples=0), "part_examples"),
         (dict(chunk_items=200), "fewer groups"),
@@ -197,6 +198,21 @@ def test_layout_rejects_bad_input():
     for changes, message in bad_cases:
         with pytest.raises(ValueError, match=message):
             call(**changes)
+
+
+@pytest.mark.parametrize("n_strata", [2, 3])
+def test_layout_does_not_depend_on_its_threads(n_strata):
+    """fit lays out one stratum more than it has threads, on its threads: the layout is a function
+    of the seed and the strata alone."""
+    (_, items, labels, weights, user_starts, user_order), _ = layout(n_threads=n_strata)
+    outs = [_sgd.stratified_examples(4, user_starts, items, labels, weights, user_order, n_strata, 200, 4,
+                                     group_positives=True, num_threads=num_threads) for num_threads in (0, 1, 2, 4)]
+    for out in outs[1:]:
+        for index, value in enumerate(out):
+            if isinstance(value, np.ndarray):
+                np.testing.assert_array_equal(value, outs[0][index])
+            else:
+                assert value == outs[0][index]
 
 
 def test_empty_layout():
