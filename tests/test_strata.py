@@ -255,21 +255,23 @@ def test_fit_trains_in_strata_on_several_threads(monkeypatch, loss):
 @needs_openmp
 @pytest.mark.parametrize("loss", ["warp", "warp-kos", "bpr", "logistic"])
 def test_only_warp_losses_cut_cells_into_parts(monkeypatch, loss):
-    """WARP and WARP-kOS lose precision when a user meets one group for long, so their cells are
-    cut into parts (of STRATUM_PART_EXAMPLES * 2 / n_strata examples: as many per user of a run as
-    with 2 strata); logistic and BPR train whole cells."""
+    """WARP and WARP-kOS train one stratum more than threads and lose precision when a user meets
+    one group for long, so their cells are cut into parts (of STRATUM_PART_EXAMPLES * 2 / n_strata
+    examples: as many per user of a run as with 2 strata); logistic and BPR train one stratum per
+    thread, in whole cells."""
     calls = captured_epochs(monkeypatch)
     interactions = random_interactions(n_users=1000, n_items=200, density=0.2, negatives=loss == "logistic")
     strata_model(loss).fit(interactions, epochs=1, num_threads=2)
-    # 2 threads train 3 strata: 3 user runs x 3 item groups
-    assert calls[0]["block_ranges"].shape[0] == calls[0]["rounds"] * 3
-    cells_of_examples = calls[0]["example_users"].shape[0] / 9
     if loss.startswith("warp"):
-        # parts of STRATUM_PART_EXAMPLES * 2 / 3 examples (user runs a third of the users, not a half)
+        # 2 threads train 3 strata (3 user runs x 3 item groups), in parts of
+        # STRATUM_PART_EXAMPLES * 2 / 3 examples (user runs a third of the users, not a half)
+        assert calls[0]["block_ranges"].shape[0] == calls[0]["rounds"] * 3
+        cells_of_examples = calls[0]["example_users"].shape[0] / 9
         assert abs(calls[0]["rounds"] / 3 - cells_of_examples / (_sgd.STRATUM_PART_EXAMPLES * 2 // 3)) < 1
         assert calls[0]["rounds"] >= 9
     else:
-        assert calls[0]["rounds"] == 3
+        # one stratum per thread, whole cells: 2 rounds of 2 blocks
+        assert calls[0]["rounds"] == 2 and calls[0]["block_ranges"].shape[0] == 4
 
 
 @pytest.mark.parametrize("case", ["pos2neg2", "item features", "large model", "few items", "few examples"])
