@@ -93,21 +93,18 @@ cdef extern from *:
 
 cdef extern from *:
     """
-    #if defined(_MSC_VER) && !defined(__clang__)
-    #include <intrin.h>
+    #if defined(_WIN32)
     #ifndef WIN32_LEAN_AND_MEAN
     #define WIN32_LEAN_AND_MEAN
     #endif
-    #include <windows.h>
-    #elif defined(_WIN32)
-    #ifndef WIN32_LEAN_AND_MEAN
-    #define WIN32_LEAN_AND_MEAN
+    #ifndef NOMINMAX
+    #define NOMINMAX
     #endif
     #include <windows.h>
     #else
     #include <sched.h>
     #endif
-    #if (defined(__x86_64__) || defined(__i386__)) && !defined(_MSC_VER)
+    #if defined(__x86_64__) || defined(__i386__)
     #include <immintrin.h>
     #endif
     /* A thread waiting for another's block: a few spin-loop hints (they free the core's shared

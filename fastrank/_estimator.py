@@ -674,10 +674,10 @@ class FastRank:
         on a model that stays in cache, whose item rows would otherwise be shared between
         cores. Needs the identity item side (a shared tag feature would be written by every
         group), no pos2neg2 debiasing (which draws a second positive among all the user's),
-        at least two chunks of items per item group (``n_strata`` groups), and a part's worth
-        of examples (``_sgd.STRATUM_PART_EXAMPLES``) per thread and item group, as many as
-        threads, on average (the threshold of the time when there were as many strata as
-        threads, and barriers between rounds)."""
+        at least two chunks of items per item group (``n_strata`` groups), and on average a
+        part's worth of examples (``_sgd.STRATUM_PART_EXAMPLES``) per thread for each of as
+        many groups as threads (the threshold set when strata had barriers, which short rounds
+        did not pay for; kept)."""
         chunks = -(-n_items // _sgd.stratum_chunk_items(self.no_components))
         return (
             kernel_arguments["item_features"] is None
