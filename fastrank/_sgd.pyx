@@ -1977,6 +1977,19 @@ cdef inline bint stratum_block_ready(int* block_states, int block, int n_strata)
             and fastrank_block_state(&block_states[previous_round + (run + 1) % n_strata]) == 2)
 
 
+cdef inline void draw_from_block_candidates(Workspace* work, const int* candidate_pointer,
+                                            const int64_t[:, ::1] block_candidates, const int[::1] block_groups,
+                                            int n_groups, int block) noexcept nogil:
+    """Point the sampler at ``block``'s candidates (and stratified k-OS at its group); without
+    candidate blocks (``candidate_pointer`` NULL) it keeps drawing from all items."""
+    if candidate_pointer == NULL:
+        return
+    work.candidates = candidate_pointer + block_candidates[block, 0]
+    work.n_candidates = <int>(block_candidates[block, 1] - block_candidates[block, 0])
+    if n_groups > 0:
+        work.group = block_groups[block]
+
+
 cdef void train_strata(Model* model, Workspace* work, int loss, const int[::1] example_users,
                        const int[::1] example_items, const float* labels, const float* weights,
                        const int64_t[:, ::1] block_ranges, const int* candidate_pointer,
@@ -2015,11 +2028,7 @@ cdef void train_strata(Model* model, Workspace* work, int loss, const int[::1] e
             waits += 1
             continue
         waits = 0
-        if candidate_pointer != NULL:
-            work.candidates = candidate_pointer + block_candidates[chosen, 0]
-            work.n_candidates = <int>(block_candidates[chosen, 1] - block_candidates[chosen, 0])
-            if n_groups > 0:
-                work.group = block_groups[chosen]
+        draw_from_block_candidates(work, candidate_pointer, block_candidates, block_groups, n_groups, chosen)
         if private_items.allocation != NULL:
             point_at_private_copy(&work.model.items, private_items, stratum_group(chosen, n_strata))
             if private_users.allocation != NULL:
@@ -2281,8 +2290,8 @@ def run_epoch(int loss,
     # than the other's, which then waited, and a shared machine's pauses of one core made it
     # worse. The sampler draws from each example's position, so the draws do not depend on which
     # thread trains an example; while two threads finish one block, its users' rows are shared
-    # (Hogwild), as item rows always are. Strata keep one block per thread and round: a block's
-    # item group is its thread's alone in that round.
+    # (Hogwild), as item rows always are. Stratified blocks are never shared: a block's user run
+    # and item group must be one thread's while it trains them (train_strata).
     if candidate_pointer == NULL and rounds == 1 and num_threads > 1:
         claims = <int64_t*>malloc(n_blocks * CLAIM_STRIDE * sizeof(int64_t))
         if claims == NULL:
@@ -2367,11 +2376,7 @@ def run_epoch(int loss,
             for block in prange(round_ * per_round, (round_ + 1) * per_round, schedule="static", chunksize=1):
                 if work == NULL:
                     continue
-                if candidate_pointer != NULL:
-                    work.candidates = candidate_pointer + block_candidates[block, 0]
-                    work.n_candidates = <int>(block_candidates[block, 1] - block_candidates[block, 0])
-                    if n_groups > 0:
-                        work.group = block_groups[block]
+                draw_from_block_candidates(work, candidate_pointer, block_candidates, block_groups, n_groups, block)
                 run_block(&model, work, loss, example_users, example_items, labels, weights, block_ranges[block, 0],
                           block_ranges[block, 1], n_visits, seed)
             if rounds > 1:

@@ -509,6 +509,17 @@ def test_strata_with_user_features(monkeypatch):
     assert np.all(np.any(model.user_embeddings[held] != start.user_embeddings[held], axis=1))
 
 
+def epochs_on_threads(run_epoch, arguments, thread_counts):
+    """{num_threads: the parameter arrays after run_epoch(**arguments) on copies of them}."""
+    trained = {}
+    for num_threads in thread_counts:
+        parameters = {side: tuple(None if array is None else array.copy() for array in arguments[side])
+                      for side in ("user_parameters", "item_parameters")}
+        run_epoch(**{**arguments, **parameters, "num_threads": num_threads})
+        trained[num_threads] = parameters
+    return trained
+
+
 @needs_openmp
 @pytest.mark.parametrize("schedule", ["adagrad", "adadelta", "sgd"])
 @pytest.mark.parametrize("loss", ["logistic", "bpr", "warp", "warp-kos"])
@@ -524,12 +535,7 @@ def test_a_stratified_epoch_on_two_threads_equals_its_blocks_run_one_after_anoth
     model.fit(interactions, epochs=0).fit_partial(interactions, epochs=1, num_threads=2)
     arguments = calls[-1]
     assert arguments.get("candidate_items") is not None and arguments["rounds"] >= 2
-    trained = {}
-    for num_threads in (2, 1):
-        parameters = {side: tuple(None if array is None else array.copy() for array in arguments[side])
-                      for side in ("user_parameters", "item_parameters")}
-        run_epoch(**{**arguments, **parameters, "num_threads": num_threads})
-        trained[num_threads] = parameters
+    trained = epochs_on_threads(run_epoch, arguments, (2, 1))
     for side in ("user_parameters", "item_parameters"):
         arrays = zip(trained[2][side], trained[1][side], arguments[side])
         for index, (parallel, sequential, before) in enumerate(arrays):
@@ -569,12 +575,7 @@ def test_stratified_blocks_train_the_same_on_any_number_of_threads(monkeypatch, 
     if loss == "warp-kos":
         arguments.update(block_groups=groups, group_positive_starts=group_starts,
                          group_positive_indices=grouped_items)
-    trained = {}
-    for num_threads in (1, 2, 4):
-        parameters = {side: tuple(None if array is None else array.copy() for array in arguments[side])
-                      for side in ("user_parameters", "item_parameters")}
-        run_epoch(**{**arguments, **parameters, "num_threads": num_threads})
-        trained[num_threads] = parameters
+    trained = epochs_on_threads(run_epoch, arguments, (1, 2, 4))
     for num_threads in (2, 4):
         for side in ("user_parameters", "item_parameters"):
             for parallel, sequential in zip(trained[num_threads][side], trained[1][side]):
