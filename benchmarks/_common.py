@@ -555,6 +555,61 @@ def time_repeated(fn: Callable[[], object], repeats: int, warmup: int = 1) -> Ti
     return timing
 
 
+def time_interleaved(steps: Sequence[Callable[[], object]], repeats: int, warmup: int = 1) -> List[Timing]:
+    """Time several one-epoch steps in turns: each timed turn runs every step once, right after
+    one another, the first turn in the given order, the next in reverse, and so on.
+
+    A shared virtual machine has slow spells of a fraction of a second to seconds (on the
+    2-core development VM, single-thread epochs switched between two speeds 1.5x apart). Steps
+    timed one after the other mostly fall in the same spell, so the ratio of their durations
+    within a turn (:func:`turn_ratios`) holds where a ratio of medians taken minutes apart does
+    not; the alternating order keeps a trend (a model getting slower to train) from favouring
+    the step that runs first.
+
+    Parameters
+    ----------
+    steps : sequence of callables
+        Zero-argument callables, e.g. one training epoch of each model (at least 2).
+    repeats : int
+        Number of timed turns (at least 1).
+    warmup : int, default 1
+        Untimed turns made first (in the given order).
+
+    Returns
+    -------
+    list of Timing
+        One per step, in the order of ``steps``; ``seconds[i]`` of each comes from turn ``i``.
+    """
+    if repeats < 1:
+        raise ValueError("repeats must be >= 1")
+    if len(steps) < 2:
+        raise ValueError("time_interleaved needs at least two steps")
+    timings = [Timing() for _ in steps]
+    for _ in range(warmup):
+        for step, timing in zip(steps, timings):
+            t0 = time.perf_counter()
+            step()
+            timing.warmup_seconds.append(time.perf_counter() - t0)
+    order = list(range(len(steps)))
+    for turn in range(repeats):
+        for index in (order if turn % 2 == 0 else order[::-1]):
+            t0 = time.perf_counter()
+            steps[index]()
+            timings[index].seconds.append(time.perf_counter() - t0)
+    return timings
+
+
+def turn_ratios(slower: Timing, faster: Timing) -> List[float]:
+    """Per turn of :func:`time_interleaved`, how many times longer ``slower``'s call took than
+    ``faster``'s (a speed-up of ``faster`` over ``slower``)."""
+    return [a / b for a, b in zip(slower.seconds, faster.seconds)]
+
+
+def fmt_spread(ratios: Sequence[float]) -> str:
+    """``median (min-max)`` of ratios, e.g. ``6.29x (4.76-7.83)``."""
+    return f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
+
+
 # ---------------------------------------------------------------------------
 # Output
 # ---------------------------------------------------------------------------

@@ -55,6 +55,7 @@ import argparse
 import json
 import os
 import sys
+import statistics
 import traceback
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
@@ -123,6 +124,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3,
                    help="rounds of the first table (each row once per round, every library a fresh "
                         "model); its pos/s are medians over the rounds")
+    p.add_argument("--interleaved-models", type=int, default=5,
+                   help="interleaved table: fresh model pairs per row on ml100k (0 = no such table)")
+    p.add_argument("--interleaved-models-synthetic", type=int, default=2,
+                   help="the same on the synthetic set, whose LightFM epochs take seconds")
     p.add_argument("--stat", choices=("best", "median"), default="median",
                    help="how the timed epochs are summarised")
     p.add_argument("--seed", type=int, default=42, help="random_state of every model")
@@ -150,6 +155,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         p.error(f"unknown loss(es) {bad}; choose from {ALL_LOSSES}")
     if args.epochs < 1 or args.warmup < 0 or args.rounds < 1:
         p.error("--epochs and --rounds must be >= 1 and --warmup >= 0")
+    if args.interleaved_models < 0 or args.interleaved_models_synthetic < 0:
+        p.error("--interleaved-models and --interleaved-models-synthetic must be >= 0")
     return args
 
 
@@ -368,6 +375,64 @@ def in_rounds(n_rounds: int, cells: List, measure: Callable) -> tuple:
     return per_round, accuracies
 
 
+def interleaved_rows(args: argparse.Namespace, data: Dict[str, sp.coo_matrix], csrs: Dict[str, sp.csr_matrix],
+                     fastrank_module, lightfm_module, implicit_module) -> None:
+    """Print the interleaved table: fastrank's speed over its peer's, epoch by epoch.
+
+    For each row, ``--interleaved-models`` times (``--interleaved-models-synthetic`` on the
+    synthetic set) a fresh fastrank model and a fresh peer model train their warm-up epochs,
+    then their timed epochs in turns (``_common.time_interleaved``: one epoch of each, right
+    after one another, the order alternating), and each turn gives one ratio. The table reports
+    the median ratio with the smallest and largest; the first table's ratio divides medians taken
+    seconds to minutes apart, which a slow spell of a shared machine can move by half.
+    """
+    if fastrank_module is None or (lightfm_module is None and implicit_module is None):
+        return
+    comparisons = []
+    for ds in args.datasets:
+        for loss in args.losses if lightfm_module is not None else ():
+            comparisons.append((ds, f"{loss} vs LightFM",
+                                lambda ds=ds, loss=loss: fastrank_epoch(fastrank_module, loss, args.seed, data[ds], 1),
+                                lambda ds=ds, loss=loss: lightfm_epoch(lightfm_module, loss, args.seed, data[ds], 1)))
+        for label, _, params in FASTRANK_BPR_VARIANTS if implicit_module is not None else ():
+            comparisons.append((ds, f"bpr ({label.replace('fastrank ', '')}) vs implicit",
+                                lambda ds=ds, params=params: fastrank_epoch(fastrank_module, "bpr", args.seed,
+                                                                            csrs[ds], 1, **params),
+                                lambda ds=ds: implicit_bpr_epoch(implicit_module, args.seed, csrs[ds], 1)))
+    rows = []
+    for ds, label, make_ours, make_theirs in comparisons:
+        n_models = args.interleaved_models if ds == "ml100k" else args.interleaved_models_synthetic
+        if n_models == 0:
+            continue
+        ratios, ours_seconds, theirs_seconds = [], [], []
+        try:
+            for _ in range(n_models):
+                ours, theirs = C.time_interleaved([make_ours(), make_theirs()], repeats=args.epochs,
+                                                  warmup=args.warmup)
+                ratios += C.turn_ratios(theirs, ours)
+                ours_seconds += ours.seconds
+                theirs_seconds += theirs.seconds
+        except Exception as exc:
+            rows.append([ds, label, "error", "error", f"{type(exc).__name__}: {exc}", "-"])
+            continue
+        nnz = data[ds].nnz
+        rows.append([ds, label, C.fmt_rate(nnz / statistics.median(ours_seconds)),
+                     C.fmt_rate(nnz / statistics.median(theirs_seconds)), C.fmt_spread(ratios), len(ratios)])
+    if not rows:
+        return
+    print("## fastrank vs its peers, 1 thread, interleaved epochs")
+    print(C.format_table(["dataset", "comparison", "fastrank pos/s", "peer pos/s",
+                          "fastrank/peer per turn: median (min-max)", "turns"], rows, args.markdown))
+    print()
+    print(f"Note: per row, {args.interleaved_models} (ml100k) or {args.interleaved_models_synthetic} (synthetic) "
+          f"pairs of fresh models (same settings as the tables\naround it), {args.warmup} warm-up epoch(s) each, "
+          f"then {args.epochs} turns of one timed epoch of each model right after\n"
+          "the other (order alternating), so both epochs of a turn mostly fall in the same spell of the\n"
+          "shared machine; each turn gives one ratio of epoch times (peer / fastrank). pos/s are the\n"
+          "medians of the timed epochs. The peers are the in-process ones (LightFM 1.17.3, implicit).")
+    print()
+
+
 def load_datasets(args: argparse.Namespace, bench: Bench) -> Dict[str, sp.coo_matrix]:
     """Load every dataset needed by the benchmark tables."""
     data = {}
@@ -497,6 +562,12 @@ def main(argv: Optional[List[str]] = None) -> int:
               "sampled before a violation is found), so WARP rates depend on the training stage.")
     print()
 
+    # ---- table 1b: the same ratios from interleaved epochs -------------------
+    # Every CSR is built once here, outside any timed call (implicit requires one; table 2 uses them too).
+    csrs = {ds: data[ds].tocsr() for ds in args.datasets}
+    interleaved_rows(args, data, csrs, fr.module if run_fr else None, lfm.module if run_lfm else None,
+                     imp.module if run_imp else None)
+
     # ---- table 2: fastrank BPR vs implicit BPR ------------------------------
     # Measured in rounds like table 1 (in_rounds), each model fresh and timed right after the other's.
     def table_two_round(ds, csr, with_accuracy):
@@ -520,7 +591,6 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     # Every model gets the same user x item CSR here (implicit requires one), so none pays for a
     # COO -> CSR conversion inside the timed epoch.
-    csrs = {ds: data[ds].tocsr() for ds in args.datasets}
     rounds_two, accuracies_two = in_rounds(
         args.rounds, list(args.datasets), lambda ds, last: table_two_round(ds, csrs[ds], with_accuracy=last))
     rows = []
