@@ -63,11 +63,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="rounds for ml100k, whose epochs last milliseconds: one disturbed moment of a "
                         "shared machine moves a cell of 3 rounds, and 15 rounds take seconds")
     p.add_argument("--epochs", type=int, default=2, help="timed epochs per cell and round (median)")
-    p.add_argument("--interleaved-models", type=int, default=2,
-                   help="models per row trained epoch by epoch on each thread count in turn (the "
-                        "interleaved speedup columns; 0 = none)")
-    p.add_argument("--interleaved-models-ml100k", type=int, default=8,
-                   help="the same on ml100k")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--markdown", action="store_true")
     args = p.parse_args(argv)
@@ -80,8 +75,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--threads must start with 1 (the baseline) and hold positive integers")
     if args.rounds < 1 or args.rounds_ml100k < 1 or args.epochs < 1:
         p.error("--rounds, --rounds-ml100k and --epochs must be >= 1")
-    if args.interleaved_models < 0 or args.interleaved_models_ml100k < 0:
-        p.error("--interleaved-models and --interleaved-models-ml100k must be >= 0")
     return args
 
 
@@ -109,22 +102,6 @@ def epoch_seconds(make_model, data: sp.coo_matrix, threads: int, epochs: int) ->
     model = make_model()
     return C.time_repeated(lambda: model.fit_partial(data, epochs=1, num_threads=threads),
                            repeats=epochs, warmup=1).median
-
-
-def interleaved_speedups(make_model, data: sp.coo_matrix, threads: List[int], epochs: int,
-                         n_models: int) -> Dict[int, List[float]]:
-    """Speed-ups over one thread, turn by turn: each of ``n_models`` fresh models trains one
-    epoch on every thread count in turn (``_common.time_interleaved``: one warm-up turn, then
-    ``epochs`` timed turns, the order alternating), so the epochs compared are seconds apart and
-    at the same training stage. Returns ``{threads: [1-thread epoch / this epoch, per turn]}``."""
-    speedups: Dict[int, List[float]] = {t: [] for t in threads[1:]}
-    for _ in range(n_models):
-        model = make_model()
-        timings = C.time_interleaved(
-            [lambda t=t: model.fit_partial(data, epochs=1, num_threads=t) for t in threads], repeats=epochs)
-        for t, timing in zip(threads[1:], timings[1:]):
-            speedups[t] += C.turn_ratios(timings[0], timing)
-    return speedups
 
 
 def main(argv=None) -> int:
@@ -164,15 +141,6 @@ def main(argv=None) -> int:
                 print(f"#   round {round_index + 1}/{rounds} done (core round trip before it: "
                       f"{C.format_round_trip(round_trips[-1])})", flush=True)
         round_trips.append(C.core_round_trip_ns())
-        n_models = args.interleaved_models_ml100k if dataset == "ml100k" else args.interleaved_models
-        interleaved = {}
-        if n_models and len(args.threads) > 1:
-            for loss in args.losses:
-                for library, make in libraries.items():
-                    if library == "fastrank" or loss in args.lightfm_losses:
-                        interleaved[(loss, library)] = interleaved_speedups(lambda: make(loss), data, args.threads,
-                                                                            args.epochs, n_models)
-        round_trips.append(C.core_round_trip_ns())
         rows = []
         for loss in args.losses:
             for library in libraries:
@@ -185,13 +153,9 @@ def main(argv=None) -> int:
                     median = statistics.median(values)
                     row.append(f"{data.nnz / median:,.0f} ({base / median:.2f}x)")
                 row.append(f"{max(max(values) / min(values) for values in cells):.2f}")
-                if interleaved:
-                    row += [C.fmt_spread(interleaved[(loss, library)][t]) for t in args.threads[1:]]
                 rows.append(row)
         headers = ["loss", "library"] + [f"{thread_label(t)}: pos/s (speedup)" for t in args.threads] + [
             "worst max/min over rounds"]
-        if interleaved:
-            headers += [f"{thread_label(t)}: interleaved speedup, median (min-max)" for t in args.threads[1:]]
         print(f"\n## {dataset}\n")
         print(C.format_table(headers, rows, markdown=args.markdown))
         measured = [value for value in round_trips if value is not None]
@@ -199,15 +163,8 @@ def main(argv=None) -> int:
             print(f"\nCache-line round trip between the first two CPUs (core_latency.c), before each round and "
                   f"after the last: min {min(measured):.0f} ns, median {statistics.median(measured):.0f} ns, "
                   f"max {max(measured):.0f} ns.")
-    print("\nNote: speedup = the library's 1-thread median epoch time / this cell's. 'worst max/min' is the\n"
+    print("\nNote: speedup = the library's 1-thread median epoch time / this cell's. The last column is the\n"
           "largest ratio of slowest to fastest round among the row's cells: how noisy the row is.")
-    if len(args.threads) > 1 and (args.interleaved_models or args.interleaved_models_ml100k):
-        print(f"Note: interleaved speedup: after the rounds, {args.interleaved_models_ml100k} fresh models per row on "
-              f"ml100k and {args.interleaved_models}\non the other sets each train one warm-up turn, then "
-              f"{args.epochs} timed turns, a turn being one epoch on each thread\n"
-              "count right after one another (order alternating); each turn gives the 1-thread epoch time\n"
-              "over this thread count's. Epochs compared are then seconds apart and at the same training\n"
-              "stage, where the rounds' cells are fresh models timed up to minutes apart.")
     return 0
 
 
