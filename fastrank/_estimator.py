@@ -643,7 +643,7 @@ class FastRank:
                 (users, items, labels, weights, block_ranges, candidates, block_candidates, rounds, groups,
                  group_starts, grouped_items) = _sgd.stratified_examples(
                     shuffle_seed, examples["user_starts"], examples["items"], examples["labels"], examples["weights"],
-                    user_order, n_strata, n_items, _sgd.stratum_chunk_items(self.no_components),
+                    user_order, n_strata, n_items, _sgd.stratum_chunk_items(self.no_components, n_items, n_strata),
                     part_examples=part_examples, group_positives=kos, num_threads=n_blocks)
                 blocks = dict(block_ranges=block_ranges, candidate_items=candidates,
                               block_candidates=block_candidates, rounds=rounds)
@@ -678,7 +678,7 @@ class FastRank:
         part's worth of examples (``_sgd.STRATUM_PART_EXAMPLES``) per thread for each of as
         many groups as threads (the threshold set when strata had barriers, which short rounds
         did not pay for; kept)."""
-        chunks = -(-n_items // _sgd.stratum_chunk_items(self.no_components))
+        chunks = -(-n_items // _sgd.stratum_chunk_items(self.no_components, n_items, n_strata))
         return (
             kernel_arguments["item_features"] is None
             and n_examples >= _sgd.STRATUM_PART_EXAMPLES * n_threads * n_threads
