@@ -674,11 +674,12 @@ class FastRank:
         on a model that stays in cache, whose item rows would otherwise be shared between
         cores. Needs the identity item side (a shared tag feature would be written by every
         group), no pos2neg2 debiasing (which draws a second positive among all the user's),
-        at least two chunks of items per item group (``n_strata`` groups), and on average a
+        at least two page-sized chunks of items per item group (``n_strata`` groups), and on average a
         part's worth of examples (``_sgd.STRATUM_PART_EXAMPLES``) per thread for each of as
         many groups as threads (the threshold set when strata had barriers, which short rounds
         did not pay for; kept)."""
-        chunks = -(-n_items // _sgd.stratum_chunk_items(self.no_components, n_items, n_strata))
+        # page-sized chunks, as when this rule was measured (the layout's chunks may be smaller)
+        chunks = -(-n_items // _sgd.stratum_chunk_items(self.no_components))
         return (
             kernel_arguments["item_features"] is None
             and n_examples >= _sgd.STRATUM_PART_EXAMPLES * n_threads * n_threads

@@ -287,10 +287,7 @@ def test_fit_keeps_hogwild_where_strata_do_not_apply(monkeypatch, case):
     elif case == "large model":
         monkeypatch.setattr(_sgd, "small_enough_for_strata", lambda *arrays: False)
     elif case == "few items":
-        # 20 items in chunks of 4 (whole cache lines of 4-float rows): 5 chunks, fewer than 2 per
-        # group of WARP's 3
-        interactions = random_interactions(n_users=600, n_items=20, density=0.8)
-        model = strata_model(no_components=4)
+        model = strata_model(no_components=4)  # 256 items per page-sized chunk: fewer than 2 per group
     elif case == "few examples":
         interactions = random_interactions(n_users=120, n_items=160, density=0.1)  # ~2,000 < 2,048 * 2**2
     model.fit(interactions, epochs=1, num_threads=2, **kwargs)
