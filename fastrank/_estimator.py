@@ -632,6 +632,7 @@ class FastRank:
         # precision and AUC with whole cells, and were no faster in parts.
         part_examples = (_sgd.STRATUM_PART_EXAMPLES * 2 // n_strata if self.loss in _LOSSES_IN_FINER_STRATA
                          else max(1, examples["items"].shape[0]))
+        chunk_items = _sgd.stratum_chunk_items(self.no_components, n_items, n_strata)
         for _ in _epoch_range(epochs, verbose):
             shuffle_seed = int(self._rng.integers(0, 2**63))
             seed = int(self._rng.integers(0, 2**63))
@@ -643,7 +644,7 @@ class FastRank:
                 (users, items, labels, weights, block_ranges, candidates, block_candidates, rounds, groups,
                  group_starts, grouped_items) = _sgd.stratified_examples(
                     shuffle_seed, examples["user_starts"], examples["items"], examples["labels"], examples["weights"],
-                    user_order, n_strata, n_items, _sgd.stratum_chunk_items(self.no_components, n_items, n_strata),
+                    user_order, n_strata, n_items, chunk_items,
                     part_examples=part_examples, group_positives=kos, num_threads=n_blocks)
                 blocks = dict(block_ranges=block_ranges, candidate_items=candidates,
                               block_candidates=block_candidates, rounds=rounds)

@@ -11,6 +11,7 @@ random number generator and scratch buffers.
 cimport cython
 cimport numpy as cnp
 import numpy as np
+from math import gcd
 from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport expf, logf, sqrtf, floorf, fabsf, tanhf, isfinite
 from libc.stdint cimport int64_t, uint32_t, uint64_t, uintptr_t
@@ -583,12 +584,6 @@ def stratum_chunk_items(int no_components, int n_items=0, int n_strata=0):
         if most < chunk:
             chunk = max(line_rows, most // line_rows * line_rows)
     return chunk
-
-
-cdef int gcd(int a, int b) noexcept:
-    while b:
-        a, b = b, a % b
-    return a
 
 
 # Models up to this size (parameters and optimizer state, both sides) train in strata: those that
