@@ -73,8 +73,11 @@ def random_train_test_split(interactions, test_percentage=0.2, random_state=None
     """Randomly split the entries of an interaction matrix (LightFM-compatible).
 
     The entries are shuffled and the first ``int((1 - test_percentage) * nnz)`` go to train, the
-    rest to test. With a ``RandomState`` and an input already in canonical form the split is
-    LightFM's.
+    rest to test. The shuffle visits the entries in the order LightFM's does (the input's
+    ``tocoo()`` order: a COO's own, say in file order), so with the same seed (an int or a
+    ``RandomState``) the split is LightFM's entry for entry, for any input without duplicate
+    entries. The returned matrices hold their entries sorted by row, then column (LightFM's
+    are in shuffled order; the entries are the same).
 
     Parameters
     ----------
@@ -104,8 +107,25 @@ def random_train_test_split(interactions, test_percentage=0.2, random_state=None
     rng.shuffle(order)
     cutoff = int((1.0 - test_percentage) * csr.nnz)
     in_test = np.zeros(csr.nnz, dtype=bool)
-    in_test[order[cutoff:]] = True
+    in_test[_canonical_positions(interactions, csr)[order[cutoff:]]] = True
     return _split(csr, in_test)
+
+
+def _canonical_positions(matrix, csr):
+    """Where each entry of sparse ``matrix``, in its ``tocoo()`` order, sits among the canonical
+    entries of ``csr``; the identity when ``matrix`` is not sparse or holds duplicates.
+
+    LightFM shuffles the entries in the order ``tocoo()`` gives them (a COO's own order, a CSC's
+    column by column), so the same seed picks the same entries only if this split does too."""
+    if not sp.issparse(matrix) or matrix.format == "csr" or matrix.nnz != csr.nnz:
+        # CSR (and dense) entries come row by row, as the canonical ones; with duplicates the
+        # entry counts differ (they were summed), and so does the split
+        return np.arange(csr.nnz)
+    coo = matrix.tocoo()
+    by_row = np.lexsort((coo.col, coo.row))
+    positions = np.empty(csr.nnz, dtype=np.int64)
+    positions[by_row] = np.arange(csr.nnz)
+    return positions
 
 
 def leave_k_out_split(interactions, k=1, random_state=None, timestamps=None):

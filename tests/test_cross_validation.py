@@ -119,6 +119,28 @@ def test_random_split_matches_lightfm_rule():
     assert_partition(interactions, train, test)
 
 
+
+@pytest.mark.parametrize("layout", ["shuffled_coo", "csc"])
+def test_random_split_shuffles_entries_in_lightfm_order(layout):
+    # LightFM shuffles the entries in the order tocoo() gives them: a COO read from a file keeps
+    # the file's order and a CSC goes column by column, so sorting first would pick other entries
+    canonical = random_matrix(seed=5).tocsr().tocoo()
+    if layout == "shuffled_coo":
+        permutation = np.random.default_rng(1).permutation(canonical.nnz)
+        interactions = sp.coo_matrix((canonical.data[permutation], (canonical.row[permutation],
+                                      canonical.col[permutation])), shape=canonical.shape)
+    else:
+        interactions = canonical.tocsc()
+    given = interactions.tocoo()
+    order = np.arange(given.nnz)
+    np.random.RandomState(11).shuffle(order)
+    cutoff = int(0.8 * given.nnz)
+    expected_test = {(int(given.row[k]), int(given.col[k])) for k in order[cutoff:]}
+    train, test = random_train_test_split(interactions, random_state=11)
+    assert set(entries(test)) == expected_test
+    assert_partition(interactions, train, test)
+    assert set(entries(test)) != set(entries(random_train_test_split(canonical, random_state=11)[1]))
+
 @pytest.mark.parametrize("percentage, n_test", [(0.0, 0), (1.0, 10), (0.25, 3)])
 def test_random_split_sizes_at_the_edges(percentage, n_test):
     interactions = sp.coo_matrix((np.ones(10), (np.arange(10), np.arange(10))), shape=(10, 10))

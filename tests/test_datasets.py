@@ -379,13 +379,14 @@ def expected_split(arrays, fraction, minimum):
     test = {key for key, t in merged.items() if t >= cutoff}
     n_users = int(arrays["interactions_shape"].ravel()[0])
     counts = [sum(1 for r, _ in train if r == user) for user in range(n_users)]
-    kept = [user for user in range(n_users) if counts[user] > minimum]
+    # LightFM filters only when the minimum is above 0: at 0 a user without training entries stays
+    kept = [user for user in range(n_users) if minimum == 0 or counts[user] > minimum]
     renumber = {user: row for row, user in enumerate(kept)}
     return ({(renumber[r], c) for r, c in train if r in renumber},
             {(renumber[r], c) for r, c in test if r in renumber}, len(kept))
 
 
-@pytest.mark.parametrize("fraction, minimum", [(0.2, 1), (0.5, 0), (0.3, 3), (0.9, 2)])
+@pytest.mark.parametrize("fraction, minimum", [(0.2, 1), (0.5, 0), (0.3, 3), (0.9, 2), (0.9, 0)])
 def test_stackexchange_split_rule(tmp_path, fraction, minimum):
     rng = np.random.default_rng(0)
     n = 400
@@ -398,13 +399,15 @@ def test_stackexchange_split_rule(tmp_path, fraction, minimum):
     data = fetch_stackexchange("stackoverflow", test_set_fraction=fraction, min_training_interactions=minimum,
                                data_home=tmp_path, download_if_missing=False)
     train, test, n_kept = expected_split(arrays, fraction, minimum)
-    assert 0 < n_kept < 25
+    assert n_kept == 25 if minimum == 0 else 0 < n_kept < 25
     assert data["train"].shape == data["test"].shape == (n_kept, 40)
     got_train = set(zip(data["train"].row.tolist(), data["train"].col.tolist()))
     got_test = set(zip(data["test"].row.tolist(), data["test"].col.tolist()))
     assert got_train == train and got_test == test
     assert data["train"].nnz == len(train) and data["test"].nnz == len(test)  # no duplicates left
     assert set(data["train"].data.tolist()) | set(data["test"].data.tolist()) == {1.0}
+    if minimum == 0 and fraction == 0.9:  # the case that tells the two rules apart is there
+        assert (data["train"].getnnz(axis=1) == 0).any()
 
 
 def test_stackexchange_item_features(tmp_path):

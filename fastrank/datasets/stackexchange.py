@@ -115,8 +115,9 @@ def fetch_stackexchange(dataset, test_set_fraction=0.2, min_training_interaction
        ``scipy.sparse.coo_matrix.sum_duplicates`` does;
     2. the cutoff is the value at position ``floor(nnz * (1 - test_set_fraction))`` of the sorted
        values; train holds the entries strictly before the cutoff, test the others;
-    3. only users with more than ``min_training_interactions`` training entries are kept: the
-       other users' rows are removed from both matrices;
+    3. when ``min_training_interactions`` > 0, only users with more than that many training
+       entries are kept: the other users' rows are removed from both matrices (0 keeps every
+       user, also those whose entries all fell in test);
     4. every value becomes 1.
 
     Parameters
@@ -184,8 +185,9 @@ def fetch_stackexchange(dataset, test_set_fraction=0.2, min_training_interaction
         )
 
     train, test = part(in_train), part(~in_train)
-    keep = np.diff(train.indptr) > min_training_interactions
-    train, test = train[keep], test[keep]
+    if min_training_interactions > 0:  # LightFM keeps every user at 0, even one with no training entry
+        keep = np.diff(train.indptr) > min_training_interactions
+        train, test = train[keep], test[keep]
 
     n_questions = interactions.shape[1]
     blocks, feature_labels = [], []
