@@ -93,7 +93,7 @@ def test_movielens_ratings_and_default_item_features():
     assert set(data) == {"train", "test", "item_features", "item_feature_labels", "item_labels"}
     train, test = data["train"], data["test"]
     for matrix, name, count in ((train, "ua.base", 90570), (test, "ua.test", 9430)):
-        assert sp.isspmatrix_coo(matrix) and matrix.shape == (943, 1682) and matrix.dtype == np.float32
+        assert sp.isspmatrix_coo(matrix) and matrix.shape == (943, 1682) and matrix.dtype == np.int32  # LightFM's
         assert matrix.nnz == count
         table = read_table(name)
         expected = sp.coo_matrix((table[:, 2], (table[:, 0] - 1, table[:, 1] - 1)), shape=(943, 1682))
@@ -163,6 +163,11 @@ def test_movielens_min_rating():
         assert matrix.nnz == int((read_table(name)[:, 2] >= 4).sum())
         assert matrix.data.min() == 4
     assert data["train"].shape == (943, 1682)
+    # LightFM's positional order: (data_home, indicator_features, genre_features, min_rating, ...)
+    positional = fetch_movielens(real_home(), True, False, 4.0, False)
+    assert (positional["train"] != data["train"]).nnz == 0 and "user_features" not in positional
+    with pytest.raises(TypeError):
+        fetch_movielens(real_home(), True, False, 4.0, False, True)  # user_features is keyword-only
 
 
 def test_movielens_trains_a_model_with_user_and_genre_features():
@@ -239,6 +244,21 @@ def check_fake(data):
 def test_movielens_reads_the_zip_archive(tmp_path):
     write_zip(tmp_path / "ml-100k.zip", fake_movielens_files())
     check_fake(fetch_movielens(tmp_path, genre_features=True, user_features=True, download_if_missing=False))
+
+
+def test_movielens_reads_lightfms_cached_archive(tmp_path, monkeypatch):
+    # LightFM keeps the same archive as <home>/movielens100k/movielens.zip (home ~/lightfm_data)
+    lightfm_home = tmp_path / "lightfm_data"
+    (lightfm_home / "movielens100k").mkdir(parents=True)
+    write_zip(lightfm_home / "movielens100k" / "movielens.zip", fake_movielens_files())
+    check_fake(fetch_movielens(lightfm_home, genre_features=True, user_features=True, download_if_missing=False))
+    # with no data_home, after fastrank's own home, LightFM's default home is searched too
+    monkeypatch.setenv("FASTRANK_DATA", str(tmp_path / "empty"))
+    monkeypatch.setattr(movielens, "LIGHTFM_HOME", str(lightfm_home))
+    check_fake(fetch_movielens(genre_features=True, user_features=True, download_if_missing=False))
+    monkeypatch.setattr(movielens, "LIGHTFM_HOME", str(tmp_path / "nowhere"))
+    with pytest.raises(OSError, match="nowhere.*download_if_missing=False"):
+        fetch_movielens(download_if_missing=False)
 
 
 def test_movielens_reads_the_extracted_folder_first(tmp_path):

@@ -1,8 +1,10 @@
 """MovieLens 100K (GroupLens), with item genres and user demographics as features.
 
 The data is read from the extracted GroupLens archive ``<data_home>/ml-100k/`` or from the archive
-itself, ``<data_home>/ml-100k.zip`` (members ``ml-100k/<file>``, read without extracting). When
-neither exists the archive is downloaded from GroupLens and verified against its published
+itself, ``<data_home>/ml-100k.zip`` (members ``ml-100k/<file>``, read without extracting), or from
+the copy LightFM caches, ``movielens100k/movielens.zip`` under the data home or, when no
+``data_home`` is given, under LightFM's ``~/lightfm_data``. When none exists the archive is
+downloaded from GroupLens and verified against its published
 SHA-256 (``ML100K_SHA256``, 4,924,029 bytes) and its structure (every needed member present,
 CRCs intact) before it is moved into place. The MovieLens license forbids redistribution: the
 data is never bundled with fastrank.
@@ -24,6 +26,9 @@ ML100K_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
 ML100K_SHA256 = "50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229"
 FOLDER = "ml-100k"
 ARCHIVE = "ml-100k.zip"
+# Where LightFM's fetch_movielens keeps the same archive (its home is always ~/lightfm_data)
+LIGHTFM_ARCHIVE = os.path.join("movielens100k", "movielens.zip")
+LIGHTFM_HOME = os.path.join("~", "lightfm_data")
 REQUIRED_FILES = ("ua.base", "ua.test", "u.item", "u.user", "u.genre", "u.occupation")
 
 # Age buckets (lower bounds, labels) of the user features: the MovieLens 1M groups.
@@ -98,10 +103,16 @@ def _source(data_home, download_if_missing):
     archive = os.path.join(home, ARCHIVE)
     if os.path.isdir(folder) and all(os.path.isfile(os.path.join(folder, name)) for name in REQUIRED_FILES):
         return _Folder(folder)
-    if os.path.isfile(archive):
-        return _Archive(archive)
+    # LightFM's cached copy is the GroupLens archive under another name: reuse it, not download again
+    lightfm_archives = [os.path.join(home, LIGHTFM_ARCHIVE)]
+    if data_home is None:
+        lightfm_archives.append(os.path.join(os.path.expanduser(LIGHTFM_HOME), LIGHTFM_ARCHIVE))
+    for path in [archive] + lightfm_archives:
+        if os.path.isfile(path):
+            return _Archive(path)
     if not download_if_missing:
-        raise _home.missing_error("MovieLens 100K", [folder + os.sep, archive], download_if_missing)
+        raise _home.missing_error("MovieLens 100K", [folder + os.sep, archive] + lightfm_archives,
+                                  download_if_missing)
     _home.download(ML100K_URL, archive, sha256=ML100K_SHA256, validate=_check_download)
     return _Archive(archive)
 
@@ -182,7 +193,8 @@ def _ratings(source, name, shape, min_rating):
     if table.shape[0] and (users.min() < 0 or users.max() >= shape[0] or items.min() < 0 or items.max() >= shape[1]):
         raise ValueError(f"{source.describe(name)} has user or item ids outside 1..{shape[0]} / 1..{shape[1]}")
     keep = ratings >= min_rating
-    matrix = sp.csr_matrix((ratings[keep].astype(np.float32), (users[keep], items[keep])), shape=shape)
+    # int32 ratings, as LightFM returns them
+    matrix = sp.csr_matrix((ratings[keep].astype(np.int32), (users[keep], items[keep])), shape=shape)
     matrix.sum_duplicates()
     return matrix.tocoo()
 
@@ -218,33 +230,35 @@ def _user_features(source, rows, indicator_features):
     return features, np.array(labels)
 
 
-def fetch_movielens(data_home=None, indicator_features=True, genre_features=False, user_features=False,
-                    min_rating=0.0, download_if_missing=True):
+def fetch_movielens(data_home=None, indicator_features=True, genre_features=False, min_rating=0.0,
+                    download_if_missing=True, *, user_features=False):
     """MovieLens 100K ratings with its ``ua`` train/test split and optional features.
 
     Parameters
     ----------
     data_home : str or os.PathLike, optional
-        Directory holding ``ml-100k/`` (the extracted GroupLens archive) or ``ml-100k.zip``;
-        defaults to ``$FASTRANK_DATA``, else ``~/fastrank_data`` (see :func:`get_data_home`).
+        Directory holding ``ml-100k/`` (the extracted GroupLens archive), ``ml-100k.zip`` or
+        LightFM's cached ``movielens100k/movielens.zip``; defaults to ``$FASTRANK_DATA``, else
+        ``~/fastrank_data`` (see :func:`get_data_home`), and then LightFM's cache in
+        ``~/lightfm_data``. The positional parameters are LightFM's, in its order.
     indicator_features : bool, default True
         Give every item (and, with ``user_features``, every user) an identity column.
     genre_features : bool, default False
         Add one column per genre (19) to the item features, 1 where the movie has the genre.
-    user_features : bool, default False
-        Also return user features: age bucket (7 groups), gender and occupation (21), one-hot
-        (not offered by LightFM).
     min_rating : float, default 0.0
         Keep only ratings >= ``min_rating`` (in both train and test).
     download_if_missing : bool, default True
         Download the archive from GroupLens when nothing is on disk; otherwise raise ``OSError``.
+    user_features : bool, default False, keyword-only
+        Also return user features: age bucket (7 groups), gender and occupation (21), one-hot
+        (not offered by LightFM).
 
     Returns
     -------
     dict
-        ``train`` : scipy.sparse.coo_matrix of shape (943, 1682), float32
+        ``train`` : scipy.sparse.coo_matrix of shape (943, 1682), int32 (as LightFM's)
             Ratings (1-5) from ``ua.base``; row = user id - 1, column = item id - 1.
-        ``test`` : scipy.sparse.coo_matrix of shape (943, 1682), float32
+        ``test`` : scipy.sparse.coo_matrix of shape (943, 1682), int32
             Ratings from ``ua.test`` (10 per user, disjoint from train).
         ``item_features`` : scipy.sparse.csr_matrix of shape (1682, n_item_features), float32
             Identity columns first (if ``indicator_features``), then the genres (if
