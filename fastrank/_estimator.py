@@ -159,6 +159,12 @@ def _resolve_random_state(random_state):
     return np.random.default_rng(random_state.integers(0, 2**63, size=4, dtype=np.uint64))
 
 
+class UnsupportedCombinationError(ValueError, NotImplementedError):
+    """Arguments valid one by one that fastrank does not support together: a ``ValueError`` like
+    every rejected input, and a ``NotImplementedError``, which LightFM raises for them, so that
+    code written for either catches it."""
+
+
 def _epoch_range(epochs, verbose):
     """``range(epochs)`` with a progress bar (tqdm when installed, else one line per epoch)."""
     if not verbose:
@@ -212,7 +218,9 @@ class FastRank:
         WARP: maximum number of negatives drawn per positive.
     random_state : None, int, numpy.random.RandomState or numpy.random.Generator
         Seed of initialisation, shuffling and sampling; resolved when ``fit`` (or the first
-        ``fit_partial``) runs. With an int seed and ``num_threads=1`` training is bit-reproducible.
+        ``fit_partial``) runs. With an int seed and ``num_threads=1`` training is bit-reproducible;
+        with more threads too when it runs in strata (small models without side features: see
+        docs/performance.md), else Hogwild races make runs differ slightly.
     initial_accumulator : float or None, default None
         Starting value of adagrad's sums of squared gradients (not in LightFM). The first step on
         a coordinate is ``learning_rate * gradient / sqrt(initial_accumulator)``. None picks per
@@ -242,6 +250,13 @@ class FastRank:
     :meth:`save` also need the fitted ``no_components``. Every call checks this first and raises
     ``TypeError``/``ValueError`` naming the array that does not fit.
     """
+
+    # None until fit, as in LightFM (``model.item_embeddings is None`` tells an unfitted model);
+    # class attributes, so that ``__init__`` stores the parameters only
+    user_embeddings = None
+    user_biases = None
+    item_embeddings = None
+    item_biases = None
 
     def __init__(
         self,
@@ -477,18 +492,20 @@ class FastRank:
         Parameters
         ----------
         interactions : scipy sparse matrix or array-like of shape (n_users, n_items)
-            Any sparse format or a dense array; duplicate entries are summed. For ``logistic``,
-            values > 0 are positives and values <= 0 negatives; the ranking losses train on the
-            entries with values > 0.
-        user_features : sparse matrix of shape (n_users, n_user_features), optional
-            Each user's features and their weights; None means each user is its own feature.
-        item_features : sparse matrix of shape (n_items, n_item_features), optional
+            Any sparse format or a dense array, any real dtype (bool, int, float: used as
+            float32); duplicate entries are summed. For ``logistic``, values > 0 are positives
+            and values <= 0 negatives; the ranking losses train on the entries with values > 0.
+        user_features : sparse matrix or array-like of shape (n_users, n_user_features), optional
+            Each user's features and their weights (any real dtype, used as float32); None means
+            each user is its own feature.
+        item_features : sparse matrix or array-like of shape (n_items, n_item_features), optional
         sample_weight : sparse matrix of shape (n_users, n_items), optional
-            Non-negative weight per interaction, with the same entries as ``interactions``
-            (not supported by ``warp-kos``).
+            Non-negative weight per interaction (any real dtype, used as float32), with the same
+            entries as ``interactions`` (not supported by ``warp-kos``).
         epochs : int, default 1
         num_threads : int, default 1
-            Hogwild threads, 1 to 1024; only ``num_threads=1`` is bit-reproducible.
+            Hogwild threads, 1 to 1024. ``num_threads=1`` is bit-reproducible; more threads are
+            when training runs in strata (see ``random_state``).
         verbose : bool, default False
             Show a progress bar over epochs.
 
@@ -551,7 +568,7 @@ class FastRank:
         item_features = self._fit_features(item_features, n_items, "item_features")
         if sample_weight is not None:
             if self.loss == "warp-kos":
-                raise ValueError("sample_weight is not supported with loss='warp-kos'")
+                raise UnsupportedCombinationError("sample_weight is not supported with loss='warp-kos'")
             weights = check_sample_weight(sample_weight, interactions)
         else:
             weights = None  # all ones, without an array of them
@@ -1013,7 +1030,8 @@ class FastRank:
             Sorted by descending score, ties by ascending item id; -1 pads rows with fewer than
             ``k`` candidates.
         scores : float32 array of shape (n_queries, k)
-            Equal to :meth:`predict` of the pairs; -inf where padded.
+            :meth:`predict` of the pairs up to float32 rounding (the two kernels add in
+            different orders: differences of a few 1e-7); -inf where padded.
         """
         self._check_fitted()
         num_threads = self._check_num_threads(num_threads)
@@ -1068,7 +1086,20 @@ class FastRank:
     def similar_users(self, user_ids, k=10, user_features=None, num_threads=1):
         """The ``k`` users most similar to each query user by cosine similarity of representations.
 
-        Parameters and returns as :meth:`similar_items`, for users.
+        Parameters
+        ----------
+        user_ids : int or int array of shape (n_queries,)
+        k : int, default 10
+        user_features : sparse matrix of shape (n_users, n_user_features), optional
+        num_threads : int, default 1
+            Threads to use, 1 to 1024.
+
+        Returns
+        -------
+        user_ids : int32 array of shape (n_queries, k)
+            Most similar first, the query user itself excluded; -1 pads.
+        similarities : float32 array of shape (n_queries, k)
+            Cosine similarities in [-1, 1]; -inf where padded.
         """
         return self._similar("user", user_ids, k, user_features, num_threads)
 
@@ -1214,6 +1245,16 @@ class FastRank:
     def load_extra(path):
         """The ``extra`` arrays stored by :meth:`save`, as a dict (empty if none).
 
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A file written by :meth:`save`.
+
+        Returns
+        -------
+        dict of str to numpy array
+            Each array as given to :meth:`save` (its dtype and shape kept).
+
         Raises
         ------
         ValueError
@@ -1224,6 +1265,17 @@ class FastRank:
     @classmethod
     def load(cls, path):
         """Load a model written by :meth:`save` (no pickle is executed).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A file written by :meth:`save`.
+
+        Returns
+        -------
+        FastRank
+            The fitted model, with its parameters, optimizer state and random state: scoring
+            gives what the saved model gave, and ``fit_partial`` continues its training.
 
         Raises
         ------
@@ -1290,6 +1342,16 @@ def _read_model_file(path, wanted):
     """The arrays of a model file written by :meth:`FastRank.save` whose names satisfy ``wanted``
     (the metadata always), by name; ``ValueError`` unless ``path`` is such a file."""
     unreadable = (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError)
+    try:
+        with open(os.fspath(path), "rb") as handle:
+            head = handle.read(6)
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        raise ValueError(f"{path} is not a readable fastrank model file: {error}") from None
+    # neither a zip nor a .npy: numpy would suggest loading it as a pickle, which this format never holds
+    if not head.startswith((b"PK", b"\x93NUMPY")):
+        raise ValueError(f"{path} is not a fastrank model file (FastRank.save writes an .npz archive)")
     try:
         loaded = np.load(os.fspath(path), allow_pickle=False)
     except FileNotFoundError:

@@ -606,7 +606,8 @@ def _add_train_parser(commands):
     train.add_argument("--epochs", type=_positive_int, default=20, help="training epochs (default: 20)")
     train.add_argument("--components", type=_positive_int, default=64, help="embedding dimension (default: 64)")
     train.add_argument("--threads", type=_positive_int, default=1,
-                       help="training threads (default: 1; more is faster, but not bit-reproducible)")
+                       help="training threads (default: 1, bit-reproducible with --seed; more is faster and "
+                            "reproducible only for models that train in strata: docs/performance.md)")
     train.add_argument("--seed", type=_non_negative_int, default=None, help="random seed (default: none)")
     train.add_argument("--output", required=True, metavar="MODEL.npz", help="where to save the model")
     train.add_argument("--quiet", "-q", action="store_true", help="no progress or summary on stderr")

@@ -147,7 +147,9 @@ class _Side:
             label = IdentityFeature(key) if key in self.features else key
             mapping[label] = self.identity_columns[row]
         mapping.update(self.features)
-        return mapping
+        # in column order, as LightFM's dict (filled as columns are added): after fit_partial added
+        # users and features, identity and named columns interleave
+        return dict(sorted(mapping.items(), key=lambda entry: entry[1]))
 
     def build_features(self, data, normalize):
         n_rows = len(self.ids)
@@ -490,9 +492,11 @@ class Dataset:
         ------
         ImportError
             If pandas is not installed.
+        TypeError
+            If ``df`` is not a pandas DataFrame or the weight column is not numeric.
         ValueError
-            If a column is missing or has missing values, an id is unknown, or a weight is not a
-            finite number.
+            If a column is missing or has missing values, an id is unknown, or a weight is not
+            finite.
         """
         pd = _import_pandas("Dataset.build_interactions_from_frame")
         users = _frame_column(pd, df, user_col, "user_col")

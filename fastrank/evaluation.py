@@ -9,7 +9,8 @@ every item representation once and scores and ranks users in blocks, one block p
   scores everything alike gets no credit. LightFM instead gives tied items the better rank.
 
 Each function returns a float32 array with one value per user that has test interactions, or
-one per user with ``preserve_rows=True`` (0 for users without test interactions).
+one per user with ``preserve_rows=True`` (for users without test interactions 0, and 0.5 for
+AUC, the values LightFM gives them; LightFM's recall is NaN there).
 :func:`ranking_metrics` returns them all from a single scoring pass.
 
 Definitions, for a user with test items T (|T| = t) and 0-based ranks r:
@@ -46,6 +47,8 @@ __all__ = [
 ]
 
 _DENOMINATORS = ("k", "min")
+# What ``preserve_rows=True`` gives a user without test interactions, where it is not 0
+_NO_TEST_VALUE = {"auc": 0.5}
 
 
 def _check_model(model):
@@ -70,8 +73,8 @@ def ranking_metrics(model, test_interactions, train_interactions=None, k=10, use
     user_features : sparse matrix of shape (n_users, n_user_features), optional
     item_features : sparse matrix of shape (n_items, n_item_features), optional
     preserve_rows : bool, default False
-        Return one value per user (0 for users without test interactions) instead of one per
-        user with test interactions.
+        Return one value per user (for users without test interactions 0, and 0.5 for AUC, as
+        LightFM) instead of one per user with test interactions.
     num_threads : int, default 1
         Threads to use, 1 to 1024.
     check_intersections : bool, default True
@@ -136,7 +139,8 @@ def _ranking_metrics(model, test_interactions, train_interactions, k, user_featu
         "reciprocal_rank": 1.0 / (1.0 + best),
     }
     for name, values in metrics.items():
-        values = np.where(has_test, values, 0.0).astype(np.float32)
+        # a user without test items: AUC 0.5 (no pair to order: chance, LightFM's value), else 0
+        values = np.where(has_test, values, _NO_TEST_VALUE.get(name, 0.0)).astype(np.float32)
         metrics[name] = values if preserve_rows else values[has_test]
     return metrics
 
@@ -173,7 +177,7 @@ def recall_at_k(model, test_interactions, train_interactions=None, k=10, user_fe
                 item_features=None, preserve_rows=False, num_threads=1, check_intersections=True):
     """Recall@k per user: the fraction of the user's test items in the top ``k``.
 
-    Parameters and return as :func:`precision_at_k`.
+    Parameters and return as :func:`precision_at_k`, without ``denominator``.
     """
     return _metric("recall", model, test_interactions, train_interactions, k, user_features,
                    item_features, preserve_rows, num_threads, check_intersections)
@@ -183,7 +187,7 @@ def ndcg_at_k(model, test_interactions, train_interactions=None, k=10, user_feat
               item_features=None, preserve_rows=False, num_threads=1, check_intersections=True):
     """NDCG@k per user: binary relevance, log2 discount, ideal DCG over min(k, |test|) items.
 
-    Parameters and return as :func:`precision_at_k`.
+    Parameters and return as :func:`precision_at_k`, without ``denominator``.
     """
     return _metric("ndcg", model, test_interactions, train_interactions, k, user_features,
                    item_features, preserve_rows, num_threads, check_intersections)
@@ -193,7 +197,7 @@ def map_at_k(model, test_interactions, train_interactions=None, k=10, user_featu
              item_features=None, preserve_rows=False, num_threads=1, check_intersections=True):
     """Average precision at k per user, normalised by min(k, |test|) (its mean is MAP@k).
 
-    Parameters and return as :func:`precision_at_k`.
+    Parameters and return as :func:`precision_at_k`, without ``denominator``.
     """
     return _metric("map", model, test_interactions, train_interactions, k, user_features,
                    item_features, preserve_rows, num_threads, check_intersections)
@@ -203,7 +207,7 @@ def hit_rate_at_k(model, test_interactions, train_interactions=None, k=10, user_
                   item_features=None, preserve_rows=False, num_threads=1, check_intersections=True):
     """Hit rate@k per user: 1 if any test item is in the top ``k``, else 0.
 
-    Parameters and return as :func:`precision_at_k`.
+    Parameters and return as :func:`precision_at_k`, without ``denominator``.
     """
     return _metric("hit_rate", model, test_interactions, train_interactions, k, user_features,
                    item_features, preserve_rows, num_threads, check_intersections)
@@ -312,7 +316,19 @@ def popq_at_1(model, interactions, user_features=None, item_features=None, num_t
     least, average ranks for ties); PopQ@1 is the mean over users. A popularity-biased model is
     near 0, an unbiased one near 0.5. Ties in score go to the lower item id.
 
-    Parameters and returns as :func:`popularity_rank_correlation`.
+    Parameters
+    ----------
+    model : FastRank
+    interactions : sparse matrix of shape (n_users, n_items)
+        Usually the training interactions; entries > 0 are positives.
+    user_features, item_features : sparse matrices, optional
+    num_threads : int, default 1
+        Threads to use, 1 to 1024.
+
+    Returns
+    -------
+    float
+        In [0, 1].
     """
     users, items, scores, popularity = _positive_scores(model, interactions, user_features, item_features,
                                                         num_threads)

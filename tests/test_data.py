@@ -72,6 +72,10 @@ def test_fit_partial_appends_and_keeps_every_existing_index():
     assert user_features["u3"] == 5 and user_features["tall"] == 6
     assert item_features["i2"] == 5 and item_features["pink"] == 6
     assert dataset.user_features_shape() == (4, 7) and dataset.item_features_shape() == (3, 7)
+    # the maps iterate in column order, as LightFM's: list(feature_map)[column] is its label
+    for mapping in (user_features, item_features):
+        assert list(mapping.values()) == list(range(len(mapping)))
+    assert list(user_features) == ["u0", "u1", "u2", "young", "old", "u3", "tall"]
 
 
 def test_fit_partial_on_a_new_dataset_and_fit_resets():

@@ -94,6 +94,10 @@ def test_clone_of_fitted_model_is_unfitted():
     clone = sklearn_base.clone(model)
     with pytest.raises(ValueError, match="not fitted"):
         clone.predict(0, [0])
+    # as in LightFM, the parameter attributes are None before fit, and __init__ sets none of them
+    for name in ("user_embeddings", "user_biases", "item_embeddings", "item_biases"):
+        assert getattr(clone, name) is None and getattr(FastRank(), name) is None
+        assert name not in vars(FastRank()) and getattr(model, name) is not None
 
 
 def test_repr_shows_changed_parameters():
@@ -629,8 +633,11 @@ def test_load_rejects_truncated_and_foreign_files(tmp_path):
         FastRank.load(foreign)
     garbage = tmp_path / "garbage.npz"
     garbage.write_bytes(b"this is not a zip file at all")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError) as info:
         FastRank.load(garbage)
+    assert "pickle" not in str(info.value)  # numpy's advice to load it as a pickle is not passed on
+    with pytest.raises(ValueError, match="not a readable fastrank model file"):
+        FastRank.load(tmp_path)  # a directory
     pickled = tmp_path / "pickled.npz"
     np.savez(pickled, metadata=np.array([{"format": "fastrank-model"}], dtype=object))
     with pytest.raises(ValueError):

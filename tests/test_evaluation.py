@@ -150,8 +150,8 @@ def reference_metrics(model, test, train, k, user_features=None, item_features=N
         test_items = test[user].indices
         if len(test_items) == 0:
             if preserve_rows:
-                for values in out.values():
-                    values.append(0.0)
+                for name, values in out.items():
+                    values.append(0.5 if name == "auc" else 0.0)  # LightFM's values
             continue
         for name, value in reference_user(scores[user], test_items, train[user].indices, k).items():
             out[name].append(value)
@@ -433,7 +433,7 @@ def test_dense_and_coo_inputs_equal_csr():
 
 def test_lightfm_semantics_shapes_and_zeros():
     """float32 arrays, one value per user with test interactions, in user order; with
-    preserve_rows one per user, 0 for users without test interactions."""
+    preserve_rows one per user, 0 for users without test interactions (AUC 0.5, as LightFM)."""
     model, test, train, _ = scenario_random(seed=9)
     has_test = np.diff(test.indptr) > 0
     assert not has_test.all() and has_test.any()
@@ -444,13 +444,13 @@ def test_lightfm_semantics_shapes_and_zeros():
                  lambda **kw: hit_rate_at_k(model, test, train, k=5, **kw),
                  lambda **kw: auc_score(model, test, train, **kw),
                  lambda **kw: reciprocal_rank(model, test, train, **kw)]
-    for function in functions:
+    for number, function in enumerate(functions):
         compact = function()
         full = function(preserve_rows=True)
         assert isinstance(compact, np.ndarray) and compact.dtype == np.float32 and compact.ndim == 1
         assert compact.shape == (has_test.sum(),)
         assert full.dtype == np.float32 and full.shape == (test.shape[0],)
-        np.testing.assert_array_equal(full[~has_test], 0.0)
+        np.testing.assert_array_equal(full[~has_test], 0.5 if number == 5 else 0.0)  # 5: auc_score
         np.testing.assert_array_equal(full[has_test], compact)
     for values in ranking_metrics(model, test, train, preserve_rows=True).values():
         assert values.dtype == np.float32 and values.shape == (test.shape[0],)
