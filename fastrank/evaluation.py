@@ -316,14 +316,7 @@ def popq_at_1(model, interactions, user_features=None, item_features=None, num_t
     least, average ranks for ties); PopQ@1 is the mean over users. A popularity-biased model is
     near 0, an unbiased one near 0.5. Ties in score go to the lower item id.
 
-    Parameters
-    ----------
-    model : FastRank
-    interactions : sparse matrix of shape (n_users, n_items)
-        Usually the training interactions; entries > 0 are positives.
-    user_features, item_features : sparse matrices, optional
-    num_threads : int, default 1
-        Threads to use, 1 to 1024.
+    Parameters as :func:`popularity_rank_correlation`.
 
     Returns
     -------
