@@ -132,6 +132,8 @@ def to_csr(matrix, name, dtype=np.float32, allow_empty=False, num_threads=1, arr
         if arrays is not None:
             return arrays if arrays_only else arrays.to_scipy()
         _check_sparse_structure(matrix, name)
+        if matrix.format == "lil":
+            _check_lil_lengths(matrix, name)
         with np.errstate(over="ignore"):  # values too large for dtype become inf, rejected below
             csr = sp.csr_matrix(matrix, dtype=dtype, copy=True)
         if matrix.format not in _STRUCTURE_CHECKED_FORMATS:
@@ -211,6 +213,28 @@ def _check_sparse_structure(matrix, name, source_format=None):
                 raise ValueError("an index lies outside the matrix shape")
     except (ValueError, IndexError, TypeError) as error:
         raise ValueError(f"{name} is a malformed {source_format or matrix.format} matrix: {error}") from None
+
+
+def _check_lil_lengths(matrix, name):
+    """Reject a lil matrix whose per-row lists of columns and of values differ in length.
+
+    scipy's lil conversions size their output by the column lists and copy the value lists into
+    it: a longer value list (an edit by hand) wrote past the buffer and crashed the process, a
+    shorter one left garbage values."""
+    n_rows = matrix.shape[0]
+    try:
+        rows, values = matrix.rows, matrix.data
+        if rows.shape != (n_rows,) or values.shape != (n_rows,):
+            raise ValueError(f"rows and data must have one list per row ({n_rows})")
+        row_lengths = np.fromiter(map(len, rows), dtype=np.int64, count=n_rows)
+        value_lengths = np.fromiter(map(len, values), dtype=np.int64, count=n_rows)
+    except (AttributeError, TypeError, ValueError) as error:
+        raise ValueError(f"{name} is a malformed lil matrix: {error}") from None
+    mismatched = np.flatnonzero(row_lengths != value_lengths)
+    if mismatched.size:
+        row = int(mismatched[0])
+        raise ValueError(f"{name} is a malformed lil matrix: row {row} has {row_lengths[row]} column indices "
+                         f"but {value_lengths[row]} values")
 
 
 def check_interactions(interactions, name="interactions", num_threads=1, arrays_only=False):

@@ -179,18 +179,16 @@ def leave_k_out_split(interactions, k=1, random_state=None, timestamps=None):
 
 def _matching_values(timestamps, csr, name):
     """Values of ``timestamps`` aligned with the canonical entries of ``csr``."""
+    if timestamps is None:
+        raise TypeError(f"{name} must be a scipy sparse matrix, got None")
+    times = _canonical(timestamps, name)  # checks the structure before scipy converts it
+    if times.shape != csr.shape:
+        raise ValueError(f"{name} has shape {times.shape}, interactions has shape {csr.shape}")
     if sp.issparse(timestamps):
-        coo = sp.coo_matrix(timestamps)
-        if coo.shape != csr.shape:
-            raise ValueError(f"{name} has shape {coo.shape}, interactions has shape {csr.shape}")
+        coo = timestamps.tocoo()
         keys = coo.row.astype(np.int64) * csr.shape[1] + coo.col
         if np.unique(keys).size != keys.size:
             raise ValueError(f"{name} has duplicate entries; give one time per (user, item)")
-    elif timestamps is None:
-        raise TypeError(f"{name} must be a scipy sparse matrix, got None")
-    times = _canonical(timestamps, name)
-    if times.shape != csr.shape:
-        raise ValueError(f"{name} has shape {times.shape}, interactions has shape {csr.shape}")
     if not (np.array_equal(times.indptr, csr.indptr) and np.array_equal(times.indices, csr.indices)):
         raise ValueError(f"{name} must have exactly the entries of interactions (the same sparsity pattern)")
     return times.data

@@ -56,6 +56,27 @@ def test_hand_edited_lil_indices_are_rejected(column, trained):
             call()
 
 
+@pytest.mark.parametrize("n_values", [64, 0])
+def test_lil_rows_with_more_or_fewer_values_than_columns_are_rejected(n_values, trained):
+    """scipy's lil conversion sizes its output by the column lists and copies the value lists
+    into it: 64 values for one column wrote past the buffer (the process aborted with a
+    corrupted heap, often after the call returned); fewer values left other rows' values as
+    uninitialised memory."""
+    bad = sp.lil_matrix(interactions())
+    bad.data[0] = [1.0] * n_values
+    calls = [
+        lambda: FastRank(no_components=4).fit(bad, epochs=1),
+        lambda: trained.predict_rank(bad),
+        lambda: trained.recommend(0, filter_interactions=bad),
+        lambda: evaluation.auc_score(trained, bad),
+        lambda: item_cold_start_split(bad),
+        lambda: leave_k_out_split(interactions(), timestamps=bad),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match="malformed lil matrix: row 0 has"):
+            call()
+
+
 # --------------------------------------------------------------------------- thread counts
 
 
