@@ -2,6 +2,7 @@
 
 import inspect
 import json
+import numbers
 import os
 import tempfile
 import warnings
@@ -34,6 +35,8 @@ LOSSES = {"logistic": _sgd.LOGISTIC, "bpr": _sgd.BPR, "warp": _sgd.WARP, "warp-k
 LEARNING_SCHEDULES = ("adagrad", "adadelta", "sgd")
 FORMAT_NAME = "fastrank-model"
 FORMAT_VERSION = 1
+# zip (and so .npz) member names are at most this many bytes long
+MAX_ARCHIVE_NAME_BYTES = 65535
 
 # More threads than any machine fastrank targets has cores; far above it, OpenMP runtimes fail
 # to start the threads (libgomp exits the process, or it crashes) instead of raising.
@@ -866,6 +869,10 @@ class FastRank:
             scores,
             num_threads,
         )
+        # scores, not the parameters, are checked: a few pairs need not scan a large model
+        if not np.all(np.isfinite(scores)):
+            raise ValueError("predicted scores contain NaN or infinite values: the model's parameters are not "
+                             "finite (set by hand?) or feature weights are too large for float32")
         return scores
 
     def predict_rank(
@@ -1196,13 +1203,15 @@ class FastRank:
         # a file that load would refuse is not written: parameters set since fit are checked too
         self._check_fitted(training=True)
         self._check_params()
+        problem = self._state_value_problem()
+        if problem is not None:
+            raise ValueError(f"cannot save this model: {problem} (load would refuse the file)")
         if extra is not None and not isinstance(extra, Mapping):
             raise TypeError(f"extra must be a dict of str to numpy arrays, got {type(extra).__name__}")
         params = self.get_params()
         if not (params["random_state"] is None or is_integer(params["random_state"])):
             params["random_state"] = None  # a generator object is not stored; its drawn state is
-        # numpy scalars (np.float32(0.05), np.int64(64)) are valid parameters that JSON cannot write
-        params = {name: value.item() if isinstance(value, np.generic) else value for name, value in params.items()}
+        params = {name: _json_number(value) for name, value in params.items()}
         metadata = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
@@ -1219,14 +1228,22 @@ class FastRank:
             value = np.asarray(value)
             if not isinstance(name, str) or value.dtype.kind not in "biufUS":
                 raise TypeError(f"extra[{name!r}] must be a numeric, boolean or string array, got {value.dtype}")
+            if len(f"extra/{name}.npy".encode("utf-8", "surrogatepass")) > MAX_ARCHIVE_NAME_BYTES:
+                raise ValueError(f"extra key {name[:40]!r}... is too long: a zip member name holds at most "
+                                 f"{MAX_ARCHIVE_NAME_BYTES} bytes")
             arrays[f"extra/{name}"] = value
         for side in ("user", "item"):
             for array in _SIDE_ARRAYS:
                 value = getattr(self, self._array_attribute(side, array))
                 if value is not None:
                     arrays[f"{side}_{array}"] = value
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
+        # written through a link to its target, as open() would, and never over a device, pipe or
+        # directory: os.replace would swap the node itself for the file (--output /dev/null
+        # replaced /dev/null)
+        path = os.path.realpath(os.fspath(path))
+        if os.path.lexists(path) and not os.path.isfile(path):
+            raise ValueError(f"cannot save to {path}: it exists and is not a regular file")
+        directory = os.path.dirname(path)
         handle, temporary = tempfile.mkstemp(dir=directory, prefix=".fastrank-", suffix=".tmp")
         try:
             with os.fdopen(handle, "wb") as stream:
@@ -1285,7 +1302,7 @@ class FastRank:
         contents = _read_model_file(path, lambda name: not name.startswith("extra/"))
         try:
             metadata = json.loads(str(contents.pop("metadata")))
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, RecursionError) as error:  # (RecursionError: nested too deeply)
             raise ValueError(f"{path} has unreadable metadata: {error}") from None
         if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
             raise ValueError(f"{path} is not a fastrank model file")
@@ -1303,6 +1320,8 @@ class FastRank:
                     raise ValueError(f"{key} must be an integer >= {least}, got {metadata[key]!r}")
             model._n_users = int(metadata["n_users"])
             model._n_items = int(metadata["n_items"])
+            if not isinstance(metadata["fitted_schedule"], str):
+                raise TypeError(f"fitted_schedule must be a string, got {metadata['fitted_schedule']!r}")
             model._fitted_schedule = metadata["fitted_schedule"]
             model._fitted_components = int(metadata["fitted_components"])
             model._rng = np.random.default_rng()
@@ -1322,20 +1341,41 @@ class FastRank:
             model._check_parameter_arrays(training=True)  # dtypes and shapes, as for arrays set by hand
         except (TypeError, ValueError) as error:
             raise ValueError(f"{path}: {error}") from None
+        problem = model._state_value_problem()
+        if problem is not None:
+            raise ValueError(f"{path}: {problem}")
         for side in ("user", "item"):
             for array in _SIDE_ARRAYS[:stored]:
-                key = f"{side}_{array}"
-                value = contents[key]
+                name = model._array_attribute(side, array)
+                setattr(model, name, cache_aligned(getattr(model, name)))
+        return model
+
+    def _state_value_problem(self):
+        """What :meth:`load` would refuse in the values of the parameter arrays and optimizer
+        state (checked for dtypes and shapes already), as a message; None if nothing."""
+        for side in ("user", "item"):
+            for array in _SIDE_ARRAYS[:_STATE_ARRAYS[self._fitted_schedule]]:
+                value = getattr(self, self._array_attribute(side, array))
                 if not np.all(np.isfinite(value)):
-                    raise ValueError(f"{path}: array {key} contains non-finite values")
+                    return f"array {side}_{array} contains non-finite values"
                 # adagrad divides by the root of its accumulators (at least initial_accumulator
                 # > 0); adadelta's running averages of squares are never negative
                 if array != "embeddings" and array != "biases" and (
-                        np.any(value <= 0) if model._fitted_schedule == "adagrad" else np.any(value < 0)):
-                    raise ValueError(f"{path}: array {key} holds values impossible for "
-                                     f"{model._fitted_schedule} optimizer state")
-                setattr(model, model._array_attribute(side, array), cache_aligned(value))
-        return model
+                        np.any(value <= 0) if self._fitted_schedule == "adagrad" else np.any(value < 0)):
+                    return f"array {side}_{array} holds values impossible for {self._fitted_schedule} optimizer state"
+        return None
+
+
+def _json_number(value):
+    """A parameter value as JSON can write it: numpy scalars and other numbers (``Fraction``,
+    ``numpy.longdouble``), all valid parameters, become Python ints and floats."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return value
 
 
 def _read_model_file(path, wanted):

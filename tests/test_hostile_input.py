@@ -3,6 +3,9 @@ raised an exception other than ValueError/TypeError. Each must now be refused wi
 ValueError or TypeError before any kernel runs."""
 
 import json
+import os
+import stat
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -276,6 +279,60 @@ def test_save_refuses_parameters_set_invalid_after_fit(trained, tmp_path, name, 
     assert not (tmp_path / "model.npz").exists()
 
 
+@pytest.mark.parametrize("name, value", [("learning_rate", Fraction(1, 20)), ("rho", Fraction(1, 2)),
+                                         ("learning_rate", np.longdouble("0.05"))])
+def test_parameters_of_any_real_type_are_saved_as_plain_numbers(tmp_path, name, value):
+    """JSON cannot write a Fraction or a long double: save raised a TypeError naming neither."""
+    model = FastRank(no_components=4, random_state=0, **{name: value}).fit(interactions(), epochs=1)
+    model.save(tmp_path / "model.npz")
+    loaded = FastRank.load(tmp_path / "model.npz")
+    assert type(getattr(loaded, name)) is float and getattr(loaded, name) == float(value)
+
+
+def test_save_refuses_an_extra_key_too_long_for_a_zip_member(trained, tmp_path):
+    with pytest.raises(ValueError, match="too long"):  # was struct.error from the zip writer
+        trained.save(tmp_path / "model.npz", extra={"k" * 70_000: np.arange(2)})
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_save_never_replaces_a_node_that_is_not_a_regular_file(trained, tmp_path):
+    """save writes a temporary file and renames it over the destination: that replaced a FIFO or
+    a device (`fastrank train --output /dev/null` run as root replaced /dev/null) and a symlink
+    itself instead of writing to its target."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="not a regular file"):
+        trained.save(fifo)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    with pytest.raises(ValueError, match="not a regular file"):
+        trained.save(tmp_path)  # a directory
+    target, link = tmp_path / "target.npz", tmp_path / "link.npz"
+    link.symlink_to(target)
+    trained.save(link)
+    assert link.is_symlink() and target.is_file()
+    np.testing.assert_array_equal(FastRank.load(target).item_embeddings, trained.item_embeddings)
+    assert sorted(os.listdir(tmp_path)) == ["link.npz", "pipe", "target.npz"]
+
+
+@pytest.mark.parametrize("edit", [
+    lambda metadata: metadata.update(fitted_schedule=["adagrad"]),
+    lambda metadata: metadata.update(fitted_schedule={}),
+])
+def test_load_rejects_a_schedule_that_is_not_a_string(trained, tmp_path, edit):
+    contents, metadata = saved_contents(trained, tmp_path)
+    edit(metadata)
+    with pytest.raises(ValueError, match="fitted_schedule must be a string"):  # was TypeError: unhashable
+        FastRank.load(write_edited(tmp_path, contents, metadata))
+
+
+def test_load_rejects_metadata_nested_too_deeply(trained, tmp_path):
+    contents, _ = saved_contents(trained, tmp_path)
+    contents["metadata"] = np.array("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="unreadable metadata"):  # was RecursionError
+        FastRank.load(write_edited(tmp_path, contents))
+
+
 # --------------------------------------------------------------------------- other entry points
 
 
@@ -366,7 +423,7 @@ def test_a_diverged_model_refuses_every_use_until_fit_starts_again(tmp_path):
 
 @pytest.mark.parametrize("array, value", [("item_embeddings", np.nan), ("item_biases", np.inf),
                                           ("user_embeddings", -np.inf)])
-def test_non_finite_representations_are_refused_by_ranking(trained, array, value):
+def test_non_finite_representations_are_refused_by_ranking(trained, array, value, tmp_path):
     """NaN scores have no rank: metrics came out above 1 (precision 2, AUC 1.5)."""
     replaced = getattr(trained, array).copy()
     replaced.flat[1] = value
@@ -382,6 +439,16 @@ def test_non_finite_representations_are_refused_by_ranking(trained, array, value
     for call in calls:
         with pytest.raises(ValueError, match="representations contain NaN or infinite values"):
             call()
+    # predict and the metrics built on it (which returned NaN scores and numbers computed from
+    # them), and save (which wrote a file that load refused)
+    for call in (lambda: trained.predict(0, np.arange(N_ITEMS)),
+                 lambda: evaluation.popq_at_1(trained, interactions()),
+                 lambda: evaluation.popularity_rank_correlation(trained, interactions())):
+        with pytest.raises(ValueError, match="scores contain NaN or infinite values"):
+            call()
+    with pytest.raises(ValueError, match=f"cannot save this model: array {array} contains non-finite"):
+        trained.save(tmp_path / "model.npz")
+    assert not (tmp_path / "model.npz").exists()
 
 
 @pytest.mark.parametrize("key, edit, problem", [
