@@ -134,24 +134,51 @@ def to_csr(matrix, name, dtype=np.float32, allow_empty=False, num_threads=1, arr
         _check_sparse_structure(matrix, name)
         if matrix.format == "lil":
             _check_lil_lengths(matrix, name)
+        # scipy sums duplicates in the matrix's own type, where narrow integers wrap around
+        # (int8: 100 + 100 = -56, which made a positive a negative): sum them in 64 bits
+        summing_dtype = _summing_dtype(input_dtype)
+        if summing_dtype is not None:
+            matrix = matrix.astype(summing_dtype)  # before converting: conversions sum as they go
         with np.errstate(over="ignore"):  # values too large for dtype become inf, rejected below
-            csr = sp.csr_matrix(matrix, dtype=dtype, copy=True)
+            csr = sp.csr_matrix(matrix, dtype=summing_dtype or dtype, copy=True)
         if matrix.format not in _STRUCTURE_CHECKED_FORMATS:
             # lil, dok and dia keep their indices in Python objects that can be edited by
             # hand, and their conversions copy bad indices through: check what they became
             _check_sparse_structure(csr, name, matrix.format)
     else:
+        summing_dtype = None  # a dense array has no duplicates
         if np.issubdtype(input_dtype, np.floating) and not np.all(np.isfinite(dense)):
             raise ValueError(f"{name} contains NaN or infinite values")
         csr = sp.csr_matrix(dense.astype(dtype, copy=False))
     if csr.nnz >= INT32_MAX:
         raise ValueError(f"{name} has {csr.nnz} entries; at most 2**31 - 2 are supported")
     csr.sum_duplicates()  # also sorts the column indices
+    if summing_dtype is not None:
+        csr = _narrowed(csr, np.dtype(dtype), name)
     if csr.dtype.kind == "f" and not np.all(np.isfinite(csr.data)):
         raise ValueError(f"{name} contains NaN or infinite values (or values too large for {csr.dtype})")
     csr.indptr = csr.indptr.astype(np.int32, copy=False)
     csr.indices = csr.indices.astype(np.int32, copy=False)
     return CsrArrays.of(csr) if arrays_only else csr
+
+
+def _summing_dtype(input_dtype):
+    """The type in which to sum the duplicates of an integer matrix of ``input_dtype`` (None:
+    its own). 64-bit integers sum in their own type (a wrap needs sums beyond 9.2e18)."""
+    input_dtype = np.dtype(input_dtype)
+    if input_dtype.kind in "iu" and input_dtype.itemsize < 8:
+        return np.dtype(np.int64)
+    return None
+
+
+def _narrowed(csr, dtype, name):
+    """``csr``, summed in 64 bits, in ``dtype``; ``ValueError`` if a sum does not fit an integer ``dtype``."""
+    if dtype.kind in "iu" and csr.nnz:
+        limits = np.iinfo(dtype)
+        if csr.data.min() < limits.min or csr.data.max() > limits.max:
+            raise ValueError(f"{name} has duplicate entries whose sum does not fit its dtype {dtype} "
+                             f"([{limits.min}, {limits.max}]); convert it to a wider type first")
+    return csr.astype(dtype)
 
 
 def _canonical_arrays(matrix, dtype, num_threads):

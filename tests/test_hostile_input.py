@@ -13,6 +13,7 @@ import scipy.sparse as sp
 
 from fastrank import FastRank, evaluation
 from fastrank._estimator import MAX_THREADS
+from fastrank._validation import to_csr
 from fastrank.cross_validation import item_cold_start_split, leave_k_out_split
 from fastrank.data import Dataset
 from fastrank.debias import inverse_propensity_weights
@@ -78,6 +79,24 @@ def test_lil_rows_with_more_or_fewer_values_than_columns_are_rejected(n_values, 
     for call in calls:
         with pytest.raises(ValueError, match="malformed lil matrix: row 0 has"):
             call()
+
+
+@pytest.mark.parametrize("dtype, values", [(np.int8, [100, 100]), (np.uint8, [200, 100]), (np.int16, [30000, 30000])])
+def test_duplicates_of_narrow_integers_are_summed_without_wrapping(dtype, values):
+    """scipy sums duplicates in the matrix's own type: 100 + 100 in int8 became -56, which the
+    logistic loss then trained as a negative, and the splits returned."""
+    rows, cols = [0, 0, 1], [1, 1, 2]
+    for matrix in (sp.coo_matrix((np.array(values + [5], dtype), (rows, cols)), shape=(2, 3)),
+                   sp.csr_matrix((np.array(values + [5], dtype), [1, 1, 2], [0, 2, 3]), shape=(2, 3))):
+        model = FastRank(no_components=2, loss="logistic", random_state=0).fit(matrix, epochs=1)
+        assert model.predict_rank(matrix).nnz == 2  # two entries: the duplicates were summed
+        np.testing.assert_array_equal(to_csr(matrix, "interactions").toarray()[0], [0, sum(values), 0])
+        # the splits keep the input's dtype, where this sum does not fit: refused, not wrapped
+        with pytest.raises(ValueError, match="sum does not fit its dtype"):
+            item_cold_start_split(matrix)
+    fitting = sp.coo_matrix((np.array([3, 4, 5], dtype), (rows, cols)), shape=(2, 3))
+    train, test = leave_k_out_split(fitting, k=1, random_state=0)
+    assert train.dtype == dtype and (train + test).toarray()[0, 1] == 7
 
 
 # --------------------------------------------------------------------------- thread counts
