@@ -52,6 +52,10 @@ _SIDE_ATTRIBUTES = {
     for side in ("user", "item")
 }
 
+# Everything a model's training changes besides the contents of its arrays
+_TRAINING_STATE = (_SIDE_ATTRIBUTES["user"] + _SIDE_ATTRIBUTES["item"]
+                   + ("_rng", "_n_users", "_n_items", "_fitted_schedule", "_fitted_components", "_diverged"))
+
 
 def _check_finite_representations(matrix, side):
     """Raise ``ValueError`` unless every value of a side's representation matrix is finite."""
@@ -412,6 +416,22 @@ class FastRank:
         self._fitted_components = None
         self._diverged = False
 
+    def _saved_state(self):
+        """What fit and fit_partial change before training starts, for :meth:`_restore_state`:
+        the attributes themselves (arrays are replaced, never written, before training) and the
+        generator's position (drawing new rows moves it)."""
+        attributes = {name: self.__dict__[name] for name in _TRAINING_STATE if name in self.__dict__}
+        rng = attributes.get("_rng")
+        return attributes, None if rng is None else rng.bit_generator.state
+
+    def _restore_state(self, saved):
+        attributes, rng_state = saved
+        for name in _TRAINING_STATE:
+            self.__dict__.pop(name, None)
+        self.__dict__.update(attributes)
+        if rng_state is not None:
+            self._rng.bit_generator.state = rng_state
+
     @staticmethod
     def _array_attribute(side, array):
         return _SIDE_ATTRIBUTES[side][_SIDE_ARRAYS.index(array)]
@@ -577,21 +597,32 @@ class FastRank:
             weights = None  # all ones, without an array of them
         examples = self._training_examples(interactions, weights)
 
-        if reset:
-            self._reset_state()
-        if not self._is_fitted():
-            self._reset_state()
-            self._rng = _resolve_random_state(self.random_state)
-            self._fitted_schedule = self.learning_schedule
-            self._fitted_components = int(self.no_components)
         n_user_features = n_users if user_features is None else user_features.shape[1]
         n_item_features = n_items if item_features is None else item_features.shape[1]
-        if self._is_fitted():
+        if self._is_fitted() and not reset:
             # Everything is checked before anything grows, so a rejected call changes nothing.
             self._check_parameter_arrays(training=True)
             self._check_compatible(n_users, n_items, n_user_features, n_item_features)
-        self._grow_side("user", n_user_features)
-        self._grow_side("item", n_item_features)
+        # Allocating the (new or grown) parameters can still fail: the model is then put back as
+        # it was, not left reset or grown on one side only.
+        saved = self._saved_state()
+        try:
+            if reset or not self._is_fitted():
+                self._reset_state()
+                self._rng = _resolve_random_state(self.random_state)
+                self._fitted_schedule = self.learning_schedule
+                self._fitted_components = int(self.no_components)
+            self._grow_side("user", n_user_features)
+            self._grow_side("item", n_item_features)
+        except MemoryError:
+            self._restore_state(saved)
+            raise MemoryError(
+                f"not enough memory for the parameters of {n_user_features} user and {n_item_features} item "
+                f"features x no_components={self.no_components} (float32, with optimizer state); the model "
+                "is unchanged") from None
+        except BaseException:
+            self._restore_state(saved)
+            raise
         self._n_users = max(self._n_users, n_users)
         self._n_items = max(self._n_items, n_items)
 

@@ -28,6 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from fastrank._console import format_table, progress
+from fastrank._validation import to_csr
 
 INTERACTION_COLUMNS = ("user_id", "item_id")
 FEATURE_COLUMNS = ("id", "feature")
@@ -416,24 +417,39 @@ def load_saved_model(path):
     if str(extra["cli_format"]) != CLI_FORMAT:
         raise CommandError(f"model file {path!r} has mappings in format {str(extra['cli_format'])!r}; "
                            f"this fastrank reads {CLI_FORMAT!r}")
-    user_ids, item_ids = extra["user_ids"], extra["item_ids"]
+    try:
+        user_ids, item_ids = extra["user_ids"], extra["item_ids"]
+        matrices = {prefix: _csr_from(extra, prefix) for prefix in ("user_features", "item_features", "train")}
+    except KeyError as error:
+        raise CommandError(f"model file {path!r} lacks the stored array {error.args[0]!r} (edited?)") from None
+    # the mappings must fit the model and each other, or lookups would index past them
+    n_users, n_items = model._n_users, model._n_items
+    expected = {"user_features": (n_users, model.user_embeddings.shape[0]),
+                "item_features": (n_items, model.item_embeddings.shape[0]), "train": (n_users, n_items)}
+    if user_ids.shape != (n_users,) or item_ids.shape != (n_items,) or any(
+            matrices[prefix].shape != shape for prefix, shape in expected.items()):
+        raise CommandError(f"model file {path!r} has id mappings that do not match its model (edited?)")
     return SavedModel(
         model=model,
         user_ids=user_ids,
         item_ids=item_ids,
         user_index={key: row for row, key in enumerate(user_ids.tolist())},
         item_index={key: row for row, key in enumerate(item_ids.tolist())},
-        user_features=_csr_from(extra, "user_features"),
-        item_features=_csr_from(extra, "item_features"),
-        train=_csr_from(extra, "train"),
+        user_features=matrices["user_features"],
+        item_features=matrices["item_features"],
+        train=matrices["train"],
     )
 
 
 def _csr_from(extra, prefix):
+    """The CSR matrix stored as ``<prefix>_*`` arrays by :func:`_csr_arrays`, its structure checked."""
     indices = extra[f"{prefix}_indices"]
     data = extra.get(f"{prefix}_data", np.ones(indices.shape[0], dtype=np.float32))
-    shape = tuple(int(size) for size in extra[f"{prefix}_shape"])
-    return sp.csr_matrix((data, indices, extra[f"{prefix}_indptr"]), shape=shape)
+    shape = tuple(int(size) for size in np.ravel(extra[f"{prefix}_shape"]))
+    if len(shape) != 2:
+        raise CommandError(f"the stored {prefix} has shape {shape}, not a matrix's")
+    matrix = sp.csr_matrix((data, indices, extra[f"{prefix}_indptr"]), shape=shape)
+    return to_csr(matrix, f"the stored {prefix}", allow_empty=True)
 
 
 # ---------------------------------------------------------------------------- recommend
@@ -673,8 +689,8 @@ def main(argv=None):
     Returns
     -------
     int
-        The exit status: 0 on success, 2 for bad input (reported in one line on stderr). Usage
-        errors exit through argparse (status 2).
+        The exit status: 0 on success, 2 for bad input (reported in one line on stderr), also
+        for a model too large for memory. Usage errors exit through argparse (status 2).
     """
     args = build_parser().parse_args(argv)
     try:
@@ -684,7 +700,7 @@ def main(argv=None):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
-    except (ValueError, TypeError, OSError) as error:
+    except (ValueError, TypeError, OSError, MemoryError) as error:  # (MemoryError: e.g. --components 10**9)
         print(f"fastrank {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

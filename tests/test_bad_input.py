@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from fastrank import FastRank
+from fastrank._validation import aligned_empty as _validation_aligned_empty
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:the matrix subclass:PendingDeprecationWarning",  # np.matrix is one of the accepted inputs
@@ -712,6 +713,44 @@ def test_rejected_fit_partial_does_not_grow_the_other_side():
         estimator.fit_partial(interactions(), user_features=wider_users, item_features=ITEM_FEATURES[:, :3])
     assert_unchanged(estimator, before)
     estimator.predict([0], [0], user_features=USER_FEATURES, item_features=ITEM_FEATURES)
+
+
+def failing_allocation(monkeypatch, after):
+    """Make the estimator's ``after``-th next parameter allocation raise MemoryError."""
+    from fastrank import _estimator
+
+    calls = []
+
+    def allocate(shape, dtype=np.float32):
+        calls.append(shape)
+        if len(calls) > after:
+            raise MemoryError("simulated")
+        return _validation_aligned_empty(shape, dtype)
+
+    monkeypatch.setattr(_estimator, "aligned_empty", allocate)
+    return calls
+
+
+@pytest.mark.parametrize("after", [0, 3, 8])
+def test_memory_error_while_growing_leaves_the_model_as_it_was(monkeypatch, after):
+    """The user side grew before the item side ran out of memory: the model then refused its
+    own feature matrices; and fit had discarded the trained model before allocating."""
+    estimator = model().fit(interactions(), epochs=1)
+    twin = model().fit(interactions(), epochs=1)
+    before = snapshot(estimator)
+    bigger = sp.vstack([interactions(), interactions()[:2]]).tocsr()
+    bigger = sp.hstack([bigger, sp.csr_matrix(np.ones((bigger.shape[0], 2), dtype=np.float32))]).tocsr()
+    calls = failing_allocation(monkeypatch, after)
+    for call in (lambda: estimator.fit_partial(bigger), lambda: estimator.fit(interactions())):
+        with pytest.raises(MemoryError, match="the model is unchanged"):
+            call()
+        assert_unchanged(estimator, before)
+    assert len(calls) > after
+    monkeypatch.undo()
+    # the generator is back where it was too: training goes on exactly as an untouched twin's
+    estimator.fit_partial(bigger, epochs=1)
+    twin.fit_partial(bigger, epochs=1)
+    assert_unchanged(estimator, snapshot(twin))
 
 
 @pytest.mark.parametrize(

@@ -309,6 +309,25 @@ def test_bad_models(capsys, trained, tmp_path):
             assert_one_line_error(*run_main(capsys, arguments), expected)
 
 
+@pytest.mark.parametrize("edit, expected", [
+    (lambda contents: contents.pop("extra/train_indices"), "lacks the stored array 'train_indices'"),
+    (lambda contents: contents.update({"extra/item_ids": contents["extra/item_ids"][:1]}), "do not match its model"),
+    (lambda contents: contents.update({"extra/train_indices": contents["extra/train_indices"] + 10**6}),
+     "malformed csr matrix"),
+])
+def test_models_with_edited_mappings(capsys, trained, tmp_path, edit, expected):
+    """Edited mappings raised KeyError and IndexError tracebacks (exit 1)."""
+    files, model_path = trained
+    with np.load(model_path) as archive:
+        contents = dict(archive)
+    edit(contents)
+    edited = tmp_path / "edited.npz"
+    np.savez(edited, **contents)
+    for arguments in (["recommend", "--model", edited, "--user", "007", "--exclude-seen"],
+                      ["evaluate", "--model", edited, "--test", files["test"]]):
+        assert_one_line_error(*run_main(capsys, arguments), expected)
+
+
 def test_unknown_user_and_unusable_test_file(capsys, trained, tmp_path):
     files, model = trained
     code, out, err = run_main(capsys, ["recommend", "--model", model, "--user", "007", "--user", "mallory"])
