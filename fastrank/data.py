@@ -190,9 +190,17 @@ class _Side:
              (np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64))),
             shape=(n_rows, self.n_columns),
         )
-        matrix.sum_duplicates()
+        with np.errstate(over="ignore"):
+            matrix.sum_duplicates()
+        # checked before normalising, which divides an infinite sum away (1 / inf = 0)
+        if not np.all(np.isfinite(matrix.data)):
+            raise ValueError(f"{self.kind} feature weights overflow: a feature's weights given in several "
+                             "records sum beyond the float range")
         if normalize:
-            norms = np.asarray(abs(matrix).sum(axis=1)).ravel()
+            with np.errstate(over="ignore"):
+                norms = np.asarray(abs(matrix).sum(axis=1)).ravel()
+            if not np.all(np.isfinite(norms)):
+                raise ValueError(f"cannot normalize: a {self.kind}'s feature weights sum beyond the float range")
             empty = np.flatnonzero(norms == 0)
             if empty.size:
                 ids_by_row = list(self.ids)
@@ -273,8 +281,13 @@ class Dataset:
         None
             The dataset is modified in place (as LightFM's).
         """
+        saved = self._users, self._items
         self._reset()
-        self.fit_partial(users, items, user_features, item_features)
+        try:
+            self.fit_partial(users, items, user_features, item_features)
+        except BaseException:
+            self._users, self._items = saved  # a rejected fit leaves the mappings it found
+            raise
 
     def fit_partial(self, users=None, items=None, user_features=None, item_features=None):
         """Register more ids and feature names, keeping every existing index.

@@ -262,6 +262,10 @@ def test_a_rejected_fit_partial_changes_nothing():
     with pytest.raises(TypeError):
         dataset.fit_partial(users=["new"], items=["fresh", ["unhashable"]])
     assert dataset.mapping() == before
+    with pytest.raises(TypeError):  # fit too: it had forgotten every mapping before refusing
+        dataset.fit(["other"], ["fresh", ["unhashable"]])
+    assert dataset.mapping() == before
+    assert dataset.build_interactions([("u1", "i0")])[0].nnz == 1
 
 
 # ---------------------------------------------------------------- the estimator

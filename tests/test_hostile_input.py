@@ -370,6 +370,19 @@ def test_dataset_weight_beyond_the_float_range_is_a_value_error():
         dataset.build_interactions([("a", "x", 2**2000)])
 
 
+@pytest.mark.parametrize("records, normalize, message", [
+    ([("a", {"f1": 1e308}), ("a", {"f1": 1e308})], True, "weights overflow"),
+    ([("a", {"f1": 1e308}), ("a", {"f1": 1e308})], False, "weights overflow"),
+    ([("a", {"f1": 1e308, "f2": 1e308})], True, "sum beyond the float range"),
+])
+def test_dataset_weights_whose_sum_overflows_are_a_value_error(records, normalize, message):
+    """Normalising divided an infinite sum away: the user's row came back all zeros, silently."""
+    dataset = Dataset(user_identity_features=False)
+    dataset.fit(["a", "b"], ["x"], user_features=["f1", "f2"])
+    with pytest.raises(ValueError, match=message):
+        dataset.build_user_features(records + [("b", {"f2": 1.0})], normalize=normalize)
+
+
 def test_inverse_propensity_weights_stay_finite_for_a_large_power():
     """popularity ** -power underflowed to 0 everywhere, and the normalisation made all NaN."""
     weights = inverse_propensity_weights(interactions(), power=1100).data
