@@ -892,11 +892,12 @@ class FastRank:
             user_ids,
             item_ids,
             user_rows,
-            self.user_embeddings,
-            self.user_biases,
+            # (arrays assigned by hand may be in Fortran order; read-only ones, memory maps, are taken)
+            np.ascontiguousarray(self.user_embeddings),
+            np.ascontiguousarray(self.user_biases),
             item_rows,
-            self.item_embeddings,
-            self.item_biases,
+            np.ascontiguousarray(self.item_embeddings),
+            np.ascontiguousarray(self.item_biases),
             scores,
             num_threads,
         )

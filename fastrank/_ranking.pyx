@@ -30,10 +30,12 @@ from fastrank._common cimport (
 )
 
 
-cdef void point_side(FeatureSide* side, object features, float[:, ::1] embeddings, float[::1] biases):
-    """Point ``side`` at a feature matrix (None = identity) and its parameters; needs the GIL."""
-    side.embeddings = &embeddings[0, 0]
-    side.biases = &biases[0]
+cdef void point_side(FeatureSide* side, object features, const float[:, ::1] embeddings,
+                     const float[::1] biases):
+    """Point ``side`` at a feature matrix (None = identity) and its parameters, for scoring only
+    (which never writes them: read-only arrays such as memory maps are taken); needs the GIL."""
+    side.embeddings = <float*>&embeddings[0, 0]
+    side.biases = <float*>&biases[0]
     side.bias_stride = 1
     side.embedding_acc = NULL
     side.bias_acc = NULL
@@ -44,8 +46,8 @@ cdef void point_side(FeatureSide* side, object features, float[:, ::1] embedding
 
 
 def predict_pairs(const int[::1] user_ids, const int[::1] item_ids,
-                  object user_features, float[:, ::1] user_embeddings, float[::1] user_biases,
-                  object item_features, float[:, ::1] item_embeddings, float[::1] item_biases,
+                  object user_features, const float[:, ::1] user_embeddings, const float[::1] user_biases,
+                  object item_features, const float[:, ::1] item_embeddings, const float[::1] item_biases,
                   float[::1] out, int num_threads):
     """Score ``out[i] = user_repr[user_ids[i]] . item_repr[item_ids[i]] + biases``.
 

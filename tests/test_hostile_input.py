@@ -202,6 +202,19 @@ def test_consistent_replacement_arrays_still_score(trained):
         trained.fit_partial(interactions())  # training needs the fitted width (and its state)
 
 
+def test_read_only_and_fortran_order_parameters_score_everywhere(trained, tmp_path):
+    """predict raised Cython's "buffer source array is read-only" (a memory-mapped model, as
+    np.load(mmap_mode="r") gives) and "ndarray is not C-contiguous", naming no array."""
+    expected = trained.predict(np.repeat(np.arange(N_USERS), N_ITEMS), np.tile(np.arange(N_ITEMS), N_USERS))
+    top = trained.recommend(np.arange(N_USERS), k=3)
+    np.save(tmp_path / "items.npy", trained.item_embeddings)
+    for value in (np.load(tmp_path / "items.npy", mmap_mode="r"), np.asfortranarray(trained.item_embeddings)):
+        trained.item_embeddings = value
+        scores = trained.predict(np.repeat(np.arange(N_USERS), N_ITEMS), np.tile(np.arange(N_ITEMS), N_USERS))
+        np.testing.assert_array_equal(scores, expected)
+        np.testing.assert_array_equal(trained.recommend(np.arange(N_USERS), k=3)[0], top[0])
+
+
 def test_an_array_assigned_to_a_model_never_fitted_is_not_a_fitted_model():
     model = FastRank(no_components=4)
     model.item_embeddings = np.zeros((N_ITEMS, 4), np.float32)
