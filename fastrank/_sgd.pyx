@@ -1498,10 +1498,14 @@ cdef inline void warp_against(Model* model, Workspace* work, int user, const flo
 
 cdef inline void warp_step(Model* model, Workspace* work, int user, int positive, float weight) noexcept nogil:
     cdef float user_bias, positive_bias, positive_score
-    cdef const float* user_repr = representation(&model.users, user, model.no_components,
-                                                 work.user_buffer, &user_bias)
-    cdef const float* positive_repr = scored_representation(&model.items, positive, model.no_components, user_repr,
-                                                            work.positive_buffer, &positive_bias, &positive_score)
+    cdef const float* user_repr
+    cdef const float* positive_repr
+    if work.candidates == NULL and (model.positive_indptr[user + 1] - model.positive_indptr[user]
+                                    >= model.n_items):
+        return  # every item is a positive: max_sampled draws would all be in vain
+    user_repr = representation(&model.users, user, model.no_components, work.user_buffer, &user_bias)
+    positive_repr = scored_representation(&model.items, positive, model.no_components, user_repr,
+                                          work.positive_buffer, &positive_bias, &positive_score)
     if not isfinite(positive_score):
         work.nonfinite_scores = 1
         return
@@ -1539,8 +1543,8 @@ cdef inline void warp_kos_step(Model* model, Workspace* work, int user) noexcept
     cdef float user_bias, positive_bias
     cdef const float* user_repr
     cdef const float* positive_repr
-    if count == 0:
-        return
+    if count == 0 or count >= candidate_count(model, work):
+        return  # no positive, or no negative among the candidates (all draws would be in vain)
     sampled_count = model.n if model.n < count else count
     for j in range(sampled_count):
         work.sampled_ids[j] = positives[draw_below(&work.sampler, count)]

@@ -5,6 +5,9 @@ ValueError or TypeError before any kernel runs."""
 import json
 import os
 import stat
+import subprocess
+import sys
+import textwrap
 from fractions import Fraction
 
 import numpy as np
@@ -416,6 +419,27 @@ def test_complex_weight_column_is_refused():
 def test_timedelta_ids_are_refused(trained):
     with pytest.raises(TypeError, match="must be integers"):
         trained.predict(0, np.array([1, 2], dtype="timedelta64[s]"))
+
+
+# --------------------------------------------------------------------------- hangs
+
+
+@pytest.mark.parametrize("loss", ["warp", "warp-kos"])
+def test_users_with_every_item_do_not_spend_max_sampled_draws(loss):
+    """Every draw of such a user hits a positive: each of its examples drew max_sampled
+    candidates in a loop Ctrl-C cannot stop (1e7 draws took 4.5 s; 2**31 - 2 is accepted).
+    Run in a child process, so that a regression times out instead of hanging the suite."""
+    script = textwrap.dedent(f"""
+        import numpy as np, scipy.sparse as sp
+        from fastrank import FastRank
+        dense = np.ones((4, 6), dtype=np.float32)
+        dense[3, 1:] = 0  # one user with negatives: training still has work to do
+        FastRank(no_components=4, loss="{loss}", max_sampled=2**31 - 2, random_state=0).fit(
+            sp.csr_matrix(dense), epochs=1)
+        print("done")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "done", result.stderr
 
 
 # --------------------------------------------------------------------------- divergence
