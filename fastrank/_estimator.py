@@ -1065,10 +1065,11 @@ class FastRank:
 
         Returns
         -------
-        item_ids : int32 array of shape (n_queries, k)
-            Sorted by descending score, ties by ascending item id; -1 pads rows with fewer than
-            ``k`` candidates.
-        scores : float32 array of shape (n_queries, k)
+        item_ids : int32 array of shape (n_queries, min(k, n_candidates))
+            Sorted by descending score, ties by ascending item id; -1 pads rows left with fewer
+            candidates (after ``filter_interactions``). ``n_candidates`` is ``len(items)`` (its
+            distinct ids) or the number of items.
+        scores : float32 array of shape (n_queries, min(k, n_candidates))
             :meth:`predict` of the pairs up to float32 rounding (the two kernels add in
             different orders: differences of a few 1e-7); -inf where padded.
         """
@@ -1115,9 +1116,9 @@ class FastRank:
 
         Returns
         -------
-        item_ids : int32 array of shape (n_queries, k)
+        item_ids : int32 array of shape (n_queries, min(k, n_items))
             Most similar first, the query item itself excluded; -1 pads.
-        similarities : float32 array of shape (n_queries, k)
+        similarities : float32 array of shape (n_queries, min(k, n_items))
             Cosine similarities in [-1, 1]; -inf where padded.
         """
         return self._similar("item", item_ids, k, item_features, num_threads)
@@ -1135,9 +1136,9 @@ class FastRank:
 
         Returns
         -------
-        user_ids : int32 array of shape (n_queries, k)
+        user_ids : int32 array of shape (n_queries, min(k, n_users))
             Most similar first, the query user itself excluded; -1 pads.
-        similarities : float32 array of shape (n_queries, k)
+        similarities : float32 array of shape (n_queries, min(k, n_users))
             Cosine similarities in [-1, 1]; -inf where padded.
         """
         return self._similar("user", user_ids, k, user_features, num_threads)
@@ -1170,6 +1171,9 @@ class FastRank:
     def _select_top_k(query_matrix, candidate_matrix, candidate_ids, exclude_indptr, exclude_indices, n_ids, k,
                       num_threads):
         n_queries = query_matrix.shape[0]
+        # no wider than the candidates: a k of 2**31 - 2 had the padding fill tens of GiB (the
+        # kernel wrote it all, and the process was killed for memory)
+        k = min(k, candidate_matrix.shape[0])
         ids = np.empty((n_queries, k), dtype=np.int32)
         scores = np.empty((n_queries, k), dtype=np.float32)
         _ranking.top_k(

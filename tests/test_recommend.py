@@ -74,6 +74,7 @@ def reference_recommend(model, user_ids, k, user_features=None, item_features=No
     """Rank the candidates of each user by predict, filtered items removed, ties by lower id."""
     n_items = model.item_embeddings.shape[0] if item_features is None else item_features.shape[0]
     candidates = np.arange(n_items) if items is None else np.unique(items)
+    k = min(k, len(candidates))  # the documented width
     ids = np.full((len(user_ids), k), -1, dtype=np.int32)
     scores = np.full((len(user_ids), k), -np.inf, dtype=np.float32)
     for row, user in enumerate(user_ids):
@@ -95,6 +96,7 @@ def cosine_reference(embeddings, query_ids, k):
     norms = np.sqrt((embeddings ** 2).sum(axis=1))
     unit = np.zeros_like(embeddings)
     unit[norms > 0] = embeddings[norms > 0] / norms[norms > 0, None]
+    k = min(k, len(embeddings))  # the documented width
     ids = np.full((len(query_ids), k), -1, dtype=np.int32)
     sims = np.full((len(query_ids), k), -np.inf)
     for row, query in enumerate(query_ids):
@@ -195,11 +197,17 @@ def test_recommend_candidate_subset():
 
 def test_recommend_pads_when_k_exceeds_candidates():
     model = make_model(seed=4)
-    ids, scores = model.recommend([0, 3], k=5, items=[2, 11, 6])
-    assert ids.shape == scores.shape == (2, 5)
-    np.testing.assert_array_equal(ids[:, 3:], -1)
-    assert np.all(np.isneginf(scores[:, 3:]))
-    assert sorted(ids[0, :3]) == [2, 6, 11]
+    # no wider than the candidates (a k of 2**31 - 2 once filled tens of GiB with padding)
+    for k in (5, 2**31 - 2):
+        ids, scores = model.recommend([0, 3], k=k, items=[2, 11, 6, 11])
+        assert ids.shape == scores.shape == (2, 3)
+        assert sorted(ids[0]) == [2, 6, 11]
+    assert model.recommend([0], k=2**31 - 2)[0].shape == (1, N_ITEMS)
+    # rows that filtering leaves shorter are padded
+    seen = sp.csr_matrix(([1.0], ([0], [ids[0, 0]])), shape=(N_USERS, N_ITEMS))
+    ids, scores = model.recommend([0, 3], k=5, items=[2, 11, 6], filter_interactions=seen)
+    np.testing.assert_array_equal(ids[0, 2:], -1)
+    assert np.all(np.isneginf(scores[0, 2:])) and np.all(ids[1] >= 0)
     # every candidate filtered: a full row of padding
     seen = sp.csr_matrix(np.ones((N_USERS, N_ITEMS), dtype=np.float32))
     ids, scores = model.recommend([5], k=3, filter_interactions=seen)
@@ -309,7 +317,7 @@ def test_similar_items_equal_cosine_reference(k):
     queries = np.arange(N_ITEMS)
     ids, sims = model.similar_items(queries, k=k)
     expected_ids, expected_sims = cosine_reference(model.item_embeddings, queries, k)
-    assert ids.dtype == np.int32 and sims.dtype == np.float32 and ids.shape == (N_ITEMS, k)
+    assert ids.dtype == np.int32 and sims.dtype == np.float32 and ids.shape == (N_ITEMS, min(k, N_ITEMS))
     np.testing.assert_array_equal(ids, expected_ids)
     np.testing.assert_array_equal(sims, expected_sims.astype(np.float32))
     assert not np.any(ids == queries[:, None])  # never the query itself
