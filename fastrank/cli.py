@@ -11,7 +11,8 @@ Subcommands:
 Input files are CSV (UTF-8, a header line, comma-separated; ``.tsv`` is tab-separated) or Parquet
 (``.parquet``/``.pq``, read with pandas and pyarrow). Interactions have the columns
 ``user_id,item_id[,weight]``, feature files ``id,feature[,weight]``; ids and feature names are read
-as strings (``007`` and ``7`` are different ids) with surrounding spaces removed.
+as strings (``007`` and ``7`` are different ids) with surrounding spaces removed. Interaction
+weights count by their ratios: ``train`` divides them by their mean.
 
 Bad input (a missing or unreadable file, a wrong or missing column, an empty file, a non-finite
 weight, an unknown id) is reported in one line on stderr with exit code 2.
@@ -35,7 +36,9 @@ FEATURE_COLUMNS = ("id", "feature")
 WEIGHT_COLUMN = "weight"
 PARQUET_SUFFIXES = (".parquet", ".pq")
 CLI_FORMAT = "fastrank-cli-1"
-LOSS_NAMES = ("warp", "bpr", "warp-kos", "logistic")
+# logistic needs explicit negatives (values <= 0), which a file of interactions cannot give:
+# trained on positives alone it ranked below popularity (ml-latest-small), so the CLI leaves it out
+LOSS_NAMES = ("warp", "bpr", "warp-kos")
 
 
 class CommandError(ValueError):
@@ -117,7 +120,11 @@ def _check_header(header, columns, path, what):
         if name in header[:position]:
             raise CommandError(f"{what} file {path!r} has the column {name!r} twice; expected {expected}")
         if name not in columns and name != WEIGHT_COLUMN:
-            raise CommandError(f"{what} file {path!r} has an unexpected column {name!r}; expected {expected}")
+            hint = ""
+            if any(separator in name for separator in ("\t", ";", "|")):
+                hint = " (fields are separated by commas; a tab-separated file needs the .tsv extension)"
+            raise CommandError(f"{what} file {path!r} has an unexpected column {name!r}; expected {expected}"
+                               f"{hint}")
     for name in columns:
         if name not in header:
             found = ",".join(header)
@@ -148,7 +155,12 @@ def _read_csv(path, columns, what):
                     raise CommandError(f"{path}, {location}: {len(record)} fields, expected {len(header)} "
                                        f"({','.join(header)})")
                 for values, position in zip(keys, positions):
-                    values.append(record[position].strip())
+                    value = record[position].strip()
+                    if "\n" in value or "\r" in value:
+                        # a quote left open swallows the lines after it into one field
+                        raise CommandError(f"{path}, {location}: a field holds a line break (a quote left "
+                                           f"unclosed?): {value[:40]!r}...")
+                    values.append(value)
                 if weights is not None:
                     weights.append(record[weight].strip())
                 locations.append(location)
@@ -342,8 +354,14 @@ def run_train(args):
                            f"{WEIGHT_COLUMN!r} column; drop it or choose another loss")
     dataset, matrix, weights, user_features, item_features = build_training_data(interactions, user_table, item_table)
     n_users, n_items = matrix.shape
-    _status(args, f"{len(interactions)} interactions: {n_users} users x {n_items} items, "
+    pairs = f" ({matrix.nnz} distinct pairs)" if matrix.nnz != len(interactions) else ""
+    _status(args, f"{len(interactions)} interactions{pairs}: {n_users} users x {n_items} items, "
                   f"{user_features.shape[1]} user / {item_features.shape[1]} item feature columns")
+    only_in_features = _ids_only_in_features(interactions, user_table, item_table)
+    if only_in_features:
+        _status(args, f"known only from a feature file (cold start): {only_in_features}")
+    if weights is not None:
+        weights = _relative_weights(weights)
     model = FastRank(no_components=args.components, loss=args.loss, random_state=args.seed)
     fit_arguments = dict(user_features=user_features, item_features=item_features, sample_weight=weights,
                          epochs=1, num_threads=args.threads)
@@ -352,6 +370,31 @@ def run_train(args):
     model.save(args.output, extra=model_extra(dataset, matrix, user_features, item_features))
     _status(args, f"model saved to {args.output}")
     return 0
+
+
+def _relative_weights(weights):
+    """The interaction weights divided by their mean: only their ratios carry meaning here.
+
+    A weight multiplies its example's gradient, and adagrad's first steps on a row grow with
+    it: play counts in the hundreds made BPR diverge (ml-latest-small, weights x25: p@10 0.001
+    against 0.145), so the CLI scales them to a mean of 1 (the Python API leaves sample_weight
+    as given, as LightFM does)."""
+    mean = float(weights.data.mean()) if weights.nnz else 0.0
+    if mean > 0:
+        weights = weights.copy()
+        weights.data = (weights.data / mean).astype(np.float32)
+    return weights
+
+
+def _ids_only_in_features(interactions, user_table, item_table):
+    """How many users and items appear in a feature file but in no interaction, as text ('' if none)."""
+    counts = []
+    for kind, ids, table in (("users", interactions.keys[0], user_table), ("items", interactions.keys[1], item_table)):
+        if table is not None:
+            extra = len(set(table.keys[0]) - set(ids))
+            if extra:
+                counts.append(f"{extra} {kind}")
+    return " and ".join(counts)
 
 
 def _check_output_directory(path):
@@ -463,6 +506,7 @@ def run_recommend(args):
         0 on success.
     """
     saved = load_saved_model(args.model)
+    args.user = [user.strip() for user in args.user]  # as ids read from files are
     rows = []
     for user in args.user:
         if user not in saved.user_index:
@@ -618,7 +662,9 @@ def _add_train_parser(commands):
                        help="user_id,item_id[,weight] (CSV or Parquet)")
     train.add_argument("--user-features", metavar="FILE", help="id,feature[,weight] of users")
     train.add_argument("--item-features", metavar="FILE", help="id,feature[,weight] of items")
-    train.add_argument("--loss", choices=LOSS_NAMES, default="warp", help="training loss (default: warp)")
+    train.add_argument("--loss", choices=LOSS_NAMES, default="warp",
+                       help="training loss (default: warp; logistic, which needs explicit negatives, is in the "
+                            "Python API)")
     train.add_argument("--epochs", type=_positive_int, default=20, help="training epochs (default: 20)")
     train.add_argument("--components", type=_positive_int, default=64, help="embedding dimension (default: 64)")
     train.add_argument("--threads", type=_positive_int, default=1,
@@ -693,6 +739,8 @@ def main(argv=None):
         for a model too large for memory. Usage errors exit through argparse (status 2).
     """
     args = build_parser().parse_args(argv)
+    stderr = sys.stderr
+    sys.stderr = _ReportStream(stderr)  # progress and messages: a closed pipe must not stop the work
     try:
         return args.handler(args)
     except BrokenPipeError:
@@ -706,6 +754,44 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"fastrank {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        sys.stderr = stderr
+
+
+class _ReportStream:
+    """``sys.stderr`` that goes quiet once its reader has gone: `fastrank train ... 2>&1 | head -1`
+    stopped training at the next progress line (BrokenPipeError), and the model was never saved."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._closed = False
+
+    def write(self, text):
+        if not self._closed:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._went_away()
+        return len(text)
+
+    def flush(self):
+        if not self._closed:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._went_away()
+
+    def _went_away(self):
+        self._closed = True
+        try:  # the interpreter flushes stderr at exit too: point it at nothing
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def __getattr__(self, name):  # isatty, fileno, encoding... as the stream's
+        return getattr(self._stream, name)
 
 
 if __name__ == "__main__":
