@@ -4,8 +4,10 @@ import inspect
 import json
 import numbers
 import os
-import tempfile
+import secrets
+import threading
 import warnings
+import weakref
 import zipfile
 from collections.abc import Mapping
 
@@ -164,6 +166,39 @@ def _resolve_random_state(random_state):
     if isinstance(random_state, np.random.RandomState):
         return np.random.default_rng(random_state.randint(0, 2**32, size=4, dtype=np.uint64))
     return np.random.default_rng(random_state.integers(0, 2**63, size=4, dtype=np.uint64))
+
+
+# One lock per model, held by fit, fit_partial and save: two of them at once on one model (from
+# Python threads) gave the kernels arrays replaced half-way (fit_partial's 200,000 items with
+# fit's 1-item arrays) and save wrote files missing arrays. Scoring takes no lock: it reads the
+# arrays it was given, which its kernels check. Kept outside the model, which then pickles,
+# copies and clones as before.
+_TRAINING_LOCKS = weakref.WeakKeyDictionary()
+_TRAINING_LOCKS_GUARD = threading.Lock()
+
+
+def _training_lock(model):
+    with _TRAINING_LOCKS_GUARD:
+        lock = _TRAINING_LOCKS.get(model)
+        if lock is None:
+            lock = _TRAINING_LOCKS[model] = threading.RLock()
+        return lock
+
+
+# A process forked after OpenMP started its threads inherits a thread pool that libgomp cannot
+# use: the child's first parallel region waits forever (a multiprocessing Pool with the 'fork'
+# start method hung). Children of such a parent run on one thread instead, with a warning.
+_OPENMP_STARTED = False
+_FORKED_AFTER_OPENMP = False
+
+
+def _note_fork_in_child():
+    global _FORKED_AFTER_OPENMP
+    _FORKED_AFTER_OPENMP = _FORKED_AFTER_OPENMP or _OPENMP_STARTED
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_note_fork_in_child)
 
 
 class UnsupportedCombinationError(ValueError, NotImplementedError):
@@ -442,7 +477,7 @@ class FastRank:
     def _new_rows(self, count):
         """Fresh parameter rows for one side: (embeddings, biases, accumulators..., momenta...),
         each array starting on a cache line (``_validation.aligned_empty``)."""
-        d = self.no_components
+        d = self._fitted_components
 
         def filled(shape, value):
             array = aligned_empty(shape)
@@ -536,9 +571,10 @@ class FastRank:
         -------
         self
         """
-        return self._fit_partial(
-            interactions, user_features, item_features, sample_weight, epochs, num_threads, verbose, reset=True
-        )
+        with _training_lock(self):
+            return self._fit_partial(
+                interactions, user_features, item_features, sample_weight, epochs, num_threads, verbose, reset=True
+            )
 
     def fit_partial(
         self,
@@ -561,9 +597,10 @@ class FastRank:
         -------
         self
         """
-        return self._fit_partial(
-            interactions, user_features, item_features, sample_weight, epochs, num_threads, verbose
-        )
+        with _training_lock(self):
+            return self._fit_partial(
+                interactions, user_features, item_features, sample_weight, epochs, num_threads, verbose
+            )
 
     partial_fit = fit_partial
 
@@ -644,8 +681,10 @@ class FastRank:
             item_parameters=self._side_parameters("item"),
             item_alpha=self.item_alpha,
             n_items=n_items,
-            no_components=self.no_components,
-            schedule=_sgd.SCHEDULES[self.learning_schedule],
+            # the fitted values, which the arrays have, not the parameters (set_params from another
+            # thread between the checks and this call sent adagrad over NULL accumulators)
+            no_components=self._fitted_components,
+            schedule=_sgd.SCHEDULES[self._fitted_schedule],
             learning_rate=self.learning_rate,
             rho=self.rho,
             epsilon=self.epsilon,
@@ -749,6 +788,7 @@ class FastRank:
 
     @staticmethod
     def _check_num_threads(num_threads):
+        global _OPENMP_STARTED
         num_threads = check_positive_int(num_threads, "num_threads", MAX_THREADS)
         if num_threads > 1 and not _sgd.openmp_enabled():
             warnings.warn(
@@ -757,6 +797,17 @@ class FastRank:
                 RuntimeWarning,
                 stacklevel=3,
             )
+        elif num_threads > 1 and _FORKED_AFTER_OPENMP:
+            warnings.warn(
+                f"num_threads={num_threads} was asked for in a process forked after fastrank ran threads: "
+                "OpenMP (libgomp) cannot start threads there and would hang, so this call runs on one "
+                "thread. Start worker processes with multiprocessing's 'spawn' or 'forkserver' method.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return 1
+        elif num_threads > 1:
+            _OPENMP_STARTED = True
         return num_threads
 
     def _fit_features(self, features, n_rows, name):
@@ -1235,7 +1286,13 @@ class FastRank:
         extra : dict of str to numpy array, optional
             Application data stored alongside (e.g. id mappings, feature matrices): numeric,
             boolean or string arrays only (no objects), read back by :meth:`load_extra`.
+
+        A ``fit`` or ``fit_partial`` running on this model in another thread finishes first.
         """
+        with _training_lock(self):
+            self._save(path, extra)
+
+    def _save(self, path, extra):
         # a file that load would refuse is not written: parameters set since fit are checked too
         self._check_fitted(training=True)
         self._check_params()
@@ -1280,17 +1337,32 @@ class FastRank:
         if os.path.lexists(path) and not os.path.isfile(path):
             raise ValueError(f"cannot save to {path}: it exists and is not a regular file")
         directory = os.path.dirname(path)
-        handle, temporary = tempfile.mkstemp(dir=directory, prefix=".fastrank-", suffix=".tmp")
+        # The temporary file is named before it is created, inside the try: an interrupt in
+        # mkstemp (after its open) left .tmp files and descriptors behind. Created with mode 0666
+        # less the umask, the permissions a plain open gives.
+        temporary = handle = stream = None
         try:
-            with os.fdopen(handle, "wb") as stream:
+            while True:
+                temporary = os.path.join(directory, f".fastrank-{secrets.token_hex(8)}.tmp")
+                try:
+                    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                                     0o666)
+                    break
+                except FileExistsError:  # (another file by that name: not ours to remove)
+                    temporary = None
+            stream = os.fdopen(handle, "wb")  # owns the descriptor from here
+            with stream:
                 np.savez(stream, **arrays)
-            # mkstemp creates the file private (0600); give it the permissions a plain open would
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(temporary, 0o666 & ~umask)
             os.replace(temporary, path)
         except BaseException:
-            if os.path.exists(temporary):
+            try:
+                if stream is not None:
+                    stream.close()
+                elif handle is not None:
+                    os.close(handle)
+            except (OSError, ValueError):
+                pass
+            if temporary is not None and os.path.exists(temporary):
                 os.remove(temporary)
             raise
 

@@ -45,6 +45,31 @@ cdef void point_side(FeatureSide* side, object features, const float[:, ::1] emb
     point_feature_rows(side, features)
 
 
+cdef void check_rows_reachable(const int[::1] ids, object features, const float[:, ::1] embeddings,
+                               const float[::1] biases, str side) except *:
+    """Raise unless every parameter row that scoring ``ids`` reads exists: the ids themselves on
+    the identity side, else the rows of ``features`` they name and those rows' feature ids."""
+    cdef Py_ssize_t n_rows = embeddings.shape[0], position
+    cdef Py_ssize_t n_feature_rows
+    cdef const int[::1] indptr
+    cdef const int[:, ::1] entries
+    if biases.shape[0] != n_rows:
+        raise ValueError(f"the {side} biases and embeddings have different numbers of rows")
+    n_feature_rows = n_rows
+    if features is not None:
+        indptr = features[0]
+        entries = features[1]
+        n_feature_rows = indptr.shape[0] - 1
+        if indptr[0] != 0 or indptr[n_feature_rows] != entries.shape[0]:
+            raise ValueError(f"the {side} feature rows are malformed")
+        for position in range(entries.shape[0]):
+            if entries[position, 0] < 0 or entries[position, 0] >= n_rows:
+                raise ValueError(f"{side} feature id {entries[position, 0]} is beyond the model's {n_rows} {side} feature rows")
+    for position in range(ids.shape[0]):
+        if ids[position] < 0 or ids[position] >= n_feature_rows:
+            raise ValueError(f"{side} id {ids[position]} is beyond the {n_feature_rows} {side} rows")
+
+
 def predict_pairs(const int[::1] user_ids, const int[::1] item_ids,
                   object user_features, const float[:, ::1] user_embeddings, const float[::1] user_biases,
                   object item_features, const float[:, ::1] item_embeddings, const float[::1] item_biases,
@@ -73,6 +98,14 @@ def predict_pairs(const int[::1] user_ids, const int[::1] item_ids,
     cdef float user_bias, item_bias
     cdef int[1] allocation_failed
     allocation_failed[0] = 0
+    if item_ids.shape[0] != n_pairs or out.shape[0] != n_pairs:
+        raise ValueError("user_ids, item_ids and out must have the same length")
+    if item_embeddings.shape[1] != no_components:
+        raise ValueError("the user and item embeddings have different widths")
+    # the estimator checked all this against the model, but another thread may have replaced
+    # the model's arrays since: what the loop reads is checked against what it is given
+    check_rows_reachable(user_ids, user_features, user_embeddings, user_biases, "user")
+    check_rows_reachable(item_ids, item_features, item_embeddings, item_biases, "item")
     if n_pairs == 0:
         return
     point_side(&users, user_features, user_embeddings, user_biases)

@@ -1865,6 +1865,23 @@ cdef void write_back_private(const PrivateBiases* private, const FeatureSide* sh
                     target[row] = value
 
 
+cdef void check_side_parameters(tuple parameters, int no_components, int schedule, str side) except *:
+    """Raise unless one side's (embeddings, biases, accumulators x2, momenta x2) fit together
+    and ``schedule``: the loops index them by ``no_components`` and the row count alone."""
+    cdef int needed = 2 if schedule == SCHEDULE_SGD else (4 if schedule == SCHEDULE_ADAGRAD else 6)
+    embeddings = parameters[0]
+    if len(parameters) != 6 or embeddings is None or embeddings.ndim != 2 or embeddings.shape[1] != no_components:
+        raise ValueError(f"the {side} embeddings do not have no_components={no_components} columns")
+    for position in range(1, 6):
+        array = parameters[position]
+        if (array is None) != (position >= needed):
+            raise ValueError(f"the {side} optimizer state does not match the learning schedule")
+        if array is not None and array.shape[0] != embeddings.shape[0]:
+            raise ValueError(f"the {side} parameter arrays have different numbers of rows")
+        if array is not None and position % 2 == 0 and array.shape[1] != no_components:
+            raise ValueError(f"the {side} optimizer state does not have no_components={no_components} columns")
+
+
 cdef void fill_side(FeatureSide* side, object features, tuple parameters, float alpha):
     """Point ``side`` at the arrays of one side (users or items); requires the GIL."""
     cdef float[:, ::1] embeddings = parameters[0]
@@ -2202,7 +2219,7 @@ def run_epoch(int loss,
     cdef int64_t* claims = NULL
     cdef int* block_states = NULL
     cdef bint strata
-    cdef Py_ssize_t n_user_rows = len(user_parameters[1]), n_item_rows = len(item_parameters[1])
+    cdef Py_ssize_t n_user_rows, n_item_rows
     cdef int scored_capacity = 1, kept_representations = 0
     cdef const int* script_pointer = NULL
     cdef Py_ssize_t script_length = 0
@@ -2213,6 +2230,18 @@ def run_epoch(int loss,
         raise ValueError("the example arrays must have the same length")
     if loss == C_LOGISTIC and example_labels is None:
         raise ValueError("the logistic loss needs example labels")
+    check_side_parameters(user_parameters, no_components, schedule, "user")
+    check_side_parameters(item_parameters, no_components, schedule, "item")
+    n_user_rows = len(user_parameters[1])
+    n_item_rows = len(item_parameters[1])
+    if k < 1 or n < 1 or max_sampled < 1:
+        raise ValueError(f"k, n and max_sampled must be >= 1, got {k}, {n}, {max_sampled}")
+    # identity sides index their rows by id: the ids must fit (a model replaced by another
+    # thread between the estimator's checks and this call once sent 200,000 items to a 1-row model)
+    if (item_features is None and n_items > n_item_rows) or (
+            user_features is None and positive_indptr.shape[0] - 1 > n_user_rows):
+        raise ValueError(f"the parameters have {n_user_rows} user and {n_item_rows} item rows, too few for "
+                         f"{positive_indptr.shape[0] - 1} users and {n_items} items")
     if num_threads < 1:
         raise ValueError(f"num_threads must be >= 1, got {num_threads}")
     if block_ranges is not None:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from fastrank import FastRank, evaluation
+from fastrank import FastRank, _sgd, evaluation
 from fastrank._estimator import MAX_THREADS
 from fastrank._validation import to_csr
 from fastrank.cross_validation import item_cold_start_split, leave_k_out_split
@@ -531,3 +531,115 @@ def test_load_checks_array_shapes_like_arrays_set_by_hand(trained, tmp_path, key
     contents[key] = edit(contents[key])
     with pytest.raises(ValueError, match=problem):
         FastRank.load(write_edited(tmp_path, contents))
+
+
+# --------------------------------------------------------------------------- threads and re-entry
+
+
+def test_features_whose_conversion_refits_the_model_are_refused_by_the_kernel():
+    """predict read the model's column count, then converted the features, whose __array__
+    re-fitted the model to one item: the kernel read row 399,999 of a 1-row array (a segfault;
+    garbage scores with fewer columns)."""
+    n_features = 1000
+    model = FastRank(no_components=4, random_state=0)
+    model.fit(sp.csr_matrix(np.ones((2, 2), np.float32)), epochs=0,
+              item_features=sp.csr_matrix(([1.0, 1.0], ([0, 1], [0, n_features - 1])), shape=(2, n_features)))
+
+    class RefittingFeatures:
+        def __array__(self, dtype=None, copy=None):
+            model.fit(sp.csr_matrix(np.ones((2, 1), np.float32)), epochs=0)  # now 1 item feature
+            dense = np.zeros((2, n_features), np.float32)
+            dense[:, n_features - 1] = 1
+            return dense
+
+    with pytest.raises(ValueError, match="item feature id 999 is beyond the model's 1 item feature rows"):
+        model.predict([0, 1], [0, 1], item_features=RefittingFeatures())
+
+
+def test_kernels_refuse_arrays_that_do_not_fit_the_call(trained):
+    """Another thread may replace a model's arrays after the estimator checked them: the kernels
+    check what they are given (fit_partial's 200,000 items once reached a 1-row model, and
+    adagrad ran over an sgd model's missing accumulators)."""
+    from fastrank import _ranking
+
+    scores = np.empty(2, dtype=np.float32)
+    with pytest.raises(ValueError, match="item id 99 is beyond the 7 item rows"):
+        _ranking.predict_pairs(np.array([0, 1], np.int32), np.array([0, 99], np.int32), None, trained.user_embeddings,
+                               trained.user_biases, None, trained.item_embeddings, trained.item_biases, scores, 1)
+    with pytest.raises(ValueError, match="item biases and embeddings have different numbers of rows"):
+        _ranking.predict_pairs(np.array([0], np.int32), np.array([0], np.int32), None, trained.user_embeddings,
+                               trained.user_biases, None, trained.item_embeddings, trained.item_biases[:3],
+                               scores[:1], 1)
+    model = FastRank(no_components=4, loss="warp", random_state=0)
+    calls = []
+    original = _sgd.run_epoch
+
+    def record(**arguments):
+        calls.append(arguments)
+        return original(**arguments)
+
+    import fastrank._estimator as estimator_module
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(estimator_module._sgd, "run_epoch", record)
+        model.fit(interactions(), epochs=1)
+    arguments = calls[0]
+    for change, message in [
+        (dict(n_items=10**6), "too few for"),
+        (dict(schedule=_sgd.SCHEDULES["adadelta"]), "optimizer state does not match"),
+        (dict(no_components=8), "no_components=8"),
+        (dict(max_sampled=0), "max_sampled must be >= 1"),
+        (dict(item_parameters=(None,) * 6), "item embeddings"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            original(**dict(arguments, **change))
+
+
+def test_fit_partial_and_save_wait_for_a_training_call_on_the_same_model(trained, tmp_path):
+    """fit, fit_partial and save of one model run one at a time (fit_partial during fit gave the
+    kernel arrays replaced half-way; save during fit wrote files missing arrays)."""
+    import threading
+
+    from fastrank._estimator import _training_lock
+
+    started, finished = threading.Event(), threading.Event()
+
+    def save():
+        started.set()
+        trained.save(tmp_path / "model.npz")
+        finished.set()
+
+    with _training_lock(trained):  # as a fit running in another thread holds it
+        worker = threading.Thread(target=save)
+        worker.start()
+        assert started.wait(10)
+        assert not finished.wait(0.5)  # save waits for the training call
+    assert finished.wait(30)
+    worker.join()
+    FastRank.load(tmp_path / "model.npz")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or not _sgd.openmp_enabled(), reason="needs fork and OpenMP")
+def test_threads_in_a_child_forked_after_threads_ran_fall_back_to_one():
+    """libgomp cannot start threads in a child forked after its pool ran: a multiprocessing Pool
+    with the 'fork' method hung at its first parallel call. Run in a child process, with a
+    timeout, so that a regression fails instead of hanging the suite."""
+    script = textwrap.dedent("""
+        import multiprocessing, warnings
+        import numpy as np, scipy.sparse as sp
+        from fastrank import FastRank
+
+        data = sp.random(200, 100, density=0.05, format="csr", random_state=0)
+
+        def job(seed):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                FastRank(loss="warp", random_state=seed).fit(data, epochs=1, num_threads=2)
+            return any("forked after fastrank ran threads" in str(w.message) for w in caught)
+
+        if __name__ == "__main__":
+            FastRank(loss="warp", random_state=0).fit(data, epochs=1, num_threads=2)
+            with multiprocessing.get_context("fork").Pool(2) as pool:
+                print(pool.map(job, [1, 2]))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "[True, True]", result.stderr
