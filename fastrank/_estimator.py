@@ -56,7 +56,8 @@ _SIDE_ATTRIBUTES = {
 
 # Everything a model's training changes besides the contents of its arrays
 _TRAINING_STATE = (_SIDE_ATTRIBUTES["user"] + _SIDE_ATTRIBUTES["item"]
-                   + ("_rng", "_n_users", "_n_items", "_fitted_schedule", "_fitted_components", "_diverged"))
+                   + ("_rng", "_n_users", "_n_items", "_fitted_schedule", "_fitted_components", "_diverged",
+                      "_user_rows_are_features", "_item_rows_are_features"))
 
 
 def _check_finite_representations(matrix, side):
@@ -262,7 +263,8 @@ class FastRank:
         Seed of initialisation, shuffling and sampling; resolved when ``fit`` (or the first
         ``fit_partial``) runs. With an int seed and ``num_threads=1`` training is bit-reproducible;
         with more threads too when it runs in strata (small models without side features: see
-        docs/performance.md), else Hogwild races make runs differ slightly.
+        docs/performance.md), else Hogwild races make runs differ (parameters noticeably,
+        metrics little).
     initial_accumulator : float or None, default None
         Starting value of adagrad's sums of squared gradients (not in LightFM). The first step on
         a coordinate is ``learning_rate * gradient / sqrt(initial_accumulator)``. None picks per
@@ -450,6 +452,8 @@ class FastRank:
         self._fitted_schedule = None
         self._fitted_components = None
         self._diverged = False
+        self._user_rows_are_features = None
+        self._item_rows_are_features = None
 
     def _saved_state(self):
         """What fit and fit_partial change before training starts, for :meth:`_restore_state`:
@@ -639,6 +643,9 @@ class FastRank:
         if self._is_fitted() and not reset:
             # Everything is checked before anything grows, so a rejected call changes nothing.
             self._check_parameter_arrays(training=True)
+            for side, features in (("user", user_features), ("item", item_features)):
+                if features is None:  # (identity: a model trained with features needs them again)
+                    self._check_rows_are_ids(side, f"{side}_features", "fit_partial")
             self._check_compatible(n_users, n_items, n_user_features, n_item_features)
         # Allocating the (new or grown) parameters can still fail: the model is then put back as
         # it was, not left reset or grown on one side only.
@@ -651,6 +658,9 @@ class FastRank:
                 self._fitted_components = int(self.no_components)
             self._grow_side("user", n_user_features)
             self._grow_side("item", n_item_features)
+            for side, features in (("user", user_features), ("item", item_features)):
+                if features is not None or getattr(self, f"_{side}_rows_are_features", None) is None:
+                    setattr(self, f"_{side}_rows_are_features", features is not None)
         except MemoryError:
             self._restore_state(saved)
             raise MemoryError(
@@ -893,11 +903,32 @@ class FastRank:
             )
 
     # ------------------------------------------------------------------ prediction
-    def _scoring_features(self, features, side, name):
-        """Features for scoring: None (identity) or CSR with the model's column count."""
+    def _scoring_features(self, features, side, name, rows_are_ids=True):
+        """Features for scoring: None (identity) or CSR with the model's column count.
+
+        With ``rows_are_ids``, None is refused for a model trained with that side's features:
+        its parameter rows are features (tags, ...), not users or items, and scoring them as
+        ids returned tag columns as recommended items."""
         n_model_features = getattr(self, f"{side}_embeddings").shape[0]
+        if features is None and rows_are_ids:
+            self._check_rows_are_ids(side, name, "scoring")
         csr = check_features(features, None, name, n_columns=n_model_features)
         return csr
+
+    def _check_rows_are_ids(self, side, name, what):
+        """Raise when the model was trained with ``side``'s features (``name``): its parameter
+        rows are features, and None, which means each id is its own feature, would read them as
+        ids. Recorded by fit (arrays assigned by hand for scoring may have any number of rows);
+        for a model from before the record, told by a row count other than the ids'."""
+        n_rows = getattr(self, f"{side}_embeddings").shape[0]
+        n_ids = getattr(self, f"_n_{side}s", 0)
+        trained_with_features = getattr(self, f"_{side}_rows_are_features", None)
+        if trained_with_features is None:
+            trained_with_features = bool(n_ids) and n_rows != n_ids
+        if trained_with_features:
+            raise ValueError(
+                f"this model has {n_rows} {side} feature rows for {n_ids} {side}s: it was trained with "
+                f"{name}; pass them for {what} (None means each {side} is its own single feature)")
 
     def _rows_available(self, features, side):
         if features is None:
@@ -1255,7 +1286,7 @@ class FastRank:
         (biases, embeddings) : float32 arrays of shapes (n_users,) and (n_users, no_components)
         """
         self._check_fitted()
-        return self._representations(self._scoring_features(features, "user", "features"), "user")
+        return self._representations(self._scoring_features(features, "user", "features", rows_are_ids=False), "user")
 
     def get_item_representations(self, features=None):
         """Biases and embeddings of items (as sums of their features).
@@ -1270,7 +1301,7 @@ class FastRank:
         (biases, embeddings) : float32 arrays of shapes (n_items,) and (n_items, no_components)
         """
         self._check_fitted()
-        return self._representations(self._scoring_features(features, "item", "features"), "item")
+        return self._representations(self._scoring_features(features, "item", "features", rows_are_ids=False), "item")
 
     # ------------------------------------------------------------------ persistence
     def save(self, path, extra=None):
@@ -1315,6 +1346,9 @@ class FastRank:
             "fitted_schedule": self._fitted_schedule,
             "fitted_components": self._fitted_components,
             "rng_state": self._rng.bit_generator.state,
+            # (absent from older files: load then tells from the row counts)
+            "user_rows_are_features": getattr(self, "_user_rows_are_features", None),
+            "item_rows_are_features": getattr(self, "_item_rows_are_features", None),
         }
         arrays = {"metadata": np.array(json.dumps(metadata))}
         for name, value in (extra or {}).items():
@@ -1434,6 +1468,11 @@ class FastRank:
             model._fitted_components = int(metadata["fitted_components"])
             model._rng = np.random.default_rng()
             model._rng.bit_generator.state = metadata["rng_state"]
+            for side in ("user", "item"):
+                flag = metadata.get(f"{side}_rows_are_features")
+                if flag is not None and not isinstance(flag, bool):
+                    raise TypeError(f"{side}_rows_are_features must be true, false or null, got {flag!r}")
+                setattr(model, f"_{side}_rows_are_features", flag)
         except (KeyError, TypeError, ValueError, OverflowError) as error:
             raise ValueError(f"{path} has invalid model metadata: {error}") from None
         stored = _STATE_ARRAYS.get(model._fitted_schedule)

@@ -302,11 +302,15 @@ def check_features(features, n_rows, name, n_columns=None):
     Returns
     -------
     csr_matrix or None
-        Canonical CSR, or None for "no features" (the identity).
+        Canonical CSR without stored zeros, or None for "no features" (the identity).
     """
     if features is None:
         return None
     csr = to_csr(features, name)
+    # a stored zero adds nothing to a representation, but it counted as a feature touched by
+    # every example of its row, which user_alpha/item_alpha then decayed
+    if csr.nnz and not np.all(csr.data):
+        csr.eliminate_zeros()
     if n_rows is not None and csr.shape[0] != n_rows:
         relation = "too few" if csr.shape[0] < n_rows else "too many"
         raise ValueError(f"{name} has {relation} rows: {csr.shape[0]}, expected {n_rows}")

@@ -13,6 +13,7 @@ sparse indices reaching the kernels, float/huge scalar ids, k/n/max_sampled beyo
 rejected fit_partial growing one side); they were fixed in fastrank before the file was finished.
 """
 
+import copy
 import subprocess
 import sys
 import textwrap
@@ -267,8 +268,9 @@ def _entry_points(trained, trained_with_features):
             lambda bad: trained_with_features.predict([0], [0], user_features=bad),
             "user_features",
         ),
-        "predict item_features": (
-            lambda bad: trained_with_features.predict([0], [0], item_features=bad),
+        "predict item_features": (  # (with its user features: omitting them is an error of its own)
+            lambda bad: trained_with_features.predict([0], [0], item_features=bad,
+                                                      user_features=sp.csr_matrix(USER_FEATURES)),
             "item_features",
         ),
         "get_user_representations": (lambda bad: trained_with_features.get_user_representations(bad), "features"),
@@ -496,6 +498,14 @@ def test_fit_features_with_wrong_row_count(side, delta, relation, method):
     assert f"{side}_features" in str(info.value)
 
 
+def other_side_features(side):
+    """The training features of the side other than ``side`` (a model trained with features
+    refuses to score without them)."""
+    if side == "user":
+        return {"item_features": sp.csr_matrix(ITEM_FEATURES)}
+    return {"user_features": sp.csr_matrix(USER_FEATURES)}
+
+
 @pytest.mark.parametrize("side", ["user", "item"])
 @pytest.mark.parametrize("delta", [-1, 1, 5])
 def test_predict_features_with_other_column_count(side, delta, trained_with_features):
@@ -505,9 +515,10 @@ def test_predict_features_with_other_column_count(side, delta, trained_with_feat
     features[:, : min(columns, source.shape[1])] = source[:, :columns]
     features[0, 0] = 1.0
     estimator = trained_with_features
+    given = dict(other_side_features(side), **{f"{side}_features": features})
     for call in (
-        lambda: estimator.predict([0, 1], [0, 1], **{f"{side}_features": features}),
-        lambda: estimator.predict_rank(interactions(), **{f"{side}_features": features}),
+        lambda: estimator.predict([0, 1], [0, 1], **given),
+        lambda: estimator.predict_rank(interactions(), **given),
         lambda: getattr(estimator, f"get_{side}_representations")(features),
     ):
         with pytest.raises(ValueError, match="columns") as info:
@@ -542,7 +553,8 @@ def test_predict_ids_beyond_the_given_feature_rows(side, trained_with_features):
     ids = {"user_ids": [0, 0], "item_ids": [0, 0]}
     ids[f"{side}_ids"] = [1, 3]
     with pytest.raises(ValueError, match="known") as info:
-        trained_with_features.predict(ids["user_ids"], ids["item_ids"], **{f"{side}_features": features})
+        trained_with_features.predict(ids["user_ids"], ids["item_ids"], **{f"{side}_features": features},
+                                      **other_side_features(side))
     assert f"{side}_ids" in str(info.value) and "3" in str(info.value)
 
 
@@ -1189,3 +1201,48 @@ def test_random_inputs_only_succeed_or_raise_value_or_type_error(scenario):
         return
     event(f"{operation}: success")
     _check_success(operation, estimator, result)
+
+
+@pytest.mark.parametrize("side", ["user", "item"])
+def test_a_model_trained_with_features_refuses_to_score_or_train_without_them(side, trained_with_features):
+    """None means each id is its own feature: on a model trained with features it read tag rows
+    as users or items (recommend returned tag columns as item ids, scores were off by 0.2), and
+    fit_partial grew the model with the tag rows taken for ids."""
+    model = copy.deepcopy(trained_with_features)
+    others = other_side_features(side)
+    calls = [
+        lambda: model.predict([0], [0], **others),
+        lambda: model.predict_rank(interactions(), **others),
+        lambda: model.recommend([0], **others),
+        lambda: getattr(model, f"similar_{side}s")(0),
+        lambda: model.fit_partial(interactions(), **others),
+    ]
+    before = snapshot(model)
+    for call in calls:
+        with pytest.raises(ValueError, match=f"trained with {side}_features; pass them"):
+            call()
+    assert_unchanged(model, before)
+    # the per-feature parameters are still there to read, and with its features it scores
+    assert getattr(model, f"get_{side}_representations")()[1].shape[0] == model.__dict__[f"{side}_embeddings"].shape[0]
+    model.predict([0], [0], user_features=sp.csr_matrix(USER_FEATURES), item_features=sp.csr_matrix(ITEM_FEATURES))
+
+
+def test_the_feature_record_survives_save_and_load(trained_with_features, tmp_path):
+    trained_with_features.save(tmp_path / "model.npz")
+    loaded = FastRank.load(tmp_path / "model.npz")
+    with pytest.raises(ValueError, match="trained with item_features"):
+        loaded.predict([0], [0], user_features=sp.csr_matrix(USER_FEATURES))
+
+
+def test_stored_zeros_in_features_change_nothing(trained_with_features):
+    """A stored zero counted as a feature the example touched: with item_alpha its embedding
+    decayed on every example of the row, and the model differed from the one without it."""
+    features = sp.coo_matrix(ITEM_FEATURES)
+    absent = np.argwhere(ITEM_FEATURES == 0)  # stored as explicit zeros below
+    stored = sp.csr_matrix((np.r_[features.data, np.zeros(len(absent), np.float32)],
+                            (np.r_[features.row, absent[:, 0]], np.r_[features.col, absent[:, 1]])),
+                           shape=features.shape)
+    assert stored.nnz > features.nnz  # the zeros are stored
+    models = [model(item_alpha=0.05).fit(interactions(), item_features=matrix, epochs=3)
+              for matrix in (features, stored)]
+    np.testing.assert_array_equal(models[0].item_embeddings, models[1].item_embeddings)

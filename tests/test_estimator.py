@@ -327,6 +327,7 @@ def test_features_path_learns_the_same_as_identity_in_another_feature_order(loss
     model = FastRank(loss=loss, learning_schedule=schedule, random_state=0).fit(
         interactions, item_features=item_features, epochs=0)
     identity = copy.deepcopy(model)
+    identity._item_rows_are_features = False  # made an identity model by hand below
     identity.item_embeddings = np.ascontiguousarray(model.item_embeddings[permutation])
     identity.item_biases = np.ascontiguousarray(model.item_biases[permutation])
     if schedule == "adagrad":
