@@ -16,7 +16,8 @@ _ranking.select_instruction_set(_allow_avx2)
 if not openmp_enabled():
     _warnings.warn(
         "fastrank was built without OpenMP: training and evaluation run on one thread. "
-        "Rebuild with an OpenMP-capable compiler (on macOS: brew install libomp) for parallelism.",
+        "Rebuild with an OpenMP-capable compiler (on macOS: brew install libomp) for parallelism: "
+        "pip install --no-cache-dir --force-reinstall fastrank (pip reuses a cached build otherwise).",
         RuntimeWarning,
         stacklevel=2,
     )

@@ -1467,6 +1467,11 @@ class FastRank:
             model._fitted_schedule = metadata["fitted_schedule"]
             model._fitted_components = int(metadata["fitted_components"])
             model._rng = np.random.default_rng()
+            # checked here: numpy < 2 took a negative PCG64 state and wrapped it around
+            for key in ("state", "inc"):
+                value = metadata["rng_state"]["state"][key]
+                if not is_integer(value) or not 0 <= value < 2**128:
+                    raise ValueError(f"rng_state {key} must be an integer in [0, 2**128), got {value!r}")
             model._rng.bit_generator.state = metadata["rng_state"]
             for side in ("user", "item"):
                 flag = metadata.get(f"{side}_rows_are_features")

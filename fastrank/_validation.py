@@ -138,7 +138,10 @@ def to_csr(matrix, name, dtype=np.float32, allow_empty=False, num_threads=1, arr
         # (int8: 100 + 100 = -56, which made a positive a negative): sum them in 64 bits
         summing_dtype = _summing_dtype(input_dtype)
         if summing_dtype is not None:
-            matrix = matrix.astype(summing_dtype)  # before converting: conversions sum as they go
+            # widened entry by entry, before any conversion: conversions sum as they go, and so
+            # does astype in scipy < 1.11
+            coo = matrix.tocoo()
+            matrix = sp.coo_matrix((coo.data.astype(summing_dtype), (coo.row, coo.col)), shape=coo.shape)
         with np.errstate(over="ignore"):  # values too large for dtype become inf, rejected below
             csr = sp.csr_matrix(matrix, dtype=summing_dtype or dtype, copy=True)
         if matrix.format not in _STRUCTURE_CHECKED_FORMATS:

@@ -294,6 +294,14 @@ def _with_poison(value, sparse=False):
 
 
 # (bad value, exception type(s), regex that must match the message)
+def three_d_coo_array():
+    """A 3-D sparse array, or None where this scipy cannot build one (the case is then skipped)."""
+    try:
+        return sp.coo_array(np.ones((2, 3, 4)))
+    except (TypeError, ValueError):
+        return None
+
+
 MALFORMED = {
     "None": (None, TypeError, "None"),
     "string": ("interactions.npz", TypeError, "str"),
@@ -311,7 +319,7 @@ MALFORMED = {
     "1-D array": (np.ones(5), ValueError, "2-D"),
     "1-D coo_array": (sp.coo_array(np.ones(5)), ValueError, "2-D"),
     "3-D array": (np.ones((2, 3, 4)), ValueError, "2-D"),
-    "3-D coo_array": (sp.coo_array(np.ones((2, 3, 4))), ValueError, "2-D"),
+    "3-D coo_array": (three_d_coo_array(), ValueError, "2-D"),
     "shape (0, n) dense": (np.zeros((0, 5)), ValueError, "empty"),
     "shape (n, 0) dense": (np.zeros((6, 0)), ValueError, "empty"),
     "shape (0, n) sparse": (sp.csr_matrix((0, 5)), ValueError, "empty"),
@@ -331,6 +339,8 @@ MALFORMED = {
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
 def test_malformed_matrix_raises_naming_the_argument_and_the_problem(entry, case, trained, trained_with_features):
     bad, expected, problem = MALFORMED[case]
+    if bad is None and case != "None":
+        pytest.skip("this scipy cannot build the input")
     if bad is None and entry not in REQUIRED:
         pytest.skip("None means 'not given' for optional matrices")
     call, name = _entry_points(trained, trained_with_features)[entry]

@@ -3,7 +3,7 @@
     python tools/check_dist.py dist/fastrank-X.tar.gz [wheelhouse/fastrank-X-....whl ...]
 
 sdist: must hold what a build needs (the .pyx kernels, the .pxd declarations, _simd.h, setup.py,
-pyproject.toml, LICENSE) and no generated C, compiled objects or caches. Wheels: must hold the two
+pyproject.toml, LICENSE) and no generated C, compiled objects or caches. Wheels: must hold the three
 compiled extensions, LICENSE in the metadata, no generated C, and, when an sdist is checked in
 the same call, every module of the sdist's fastrank/ tree (a subpackage missing from the packages
 configuration would be left out of the wheel). Prints the sdist listing.
@@ -25,6 +25,7 @@ SDIST_REQUIRED = [
     "fastrank/__init__.py",
     "fastrank/_sgd.pyx",
     "fastrank/_ranking.pyx",
+    "fastrank/_sparse.pyx",
     "fastrank/_common.pxd",
     "fastrank/_simd.h",
     "tests/conftest.py",
@@ -68,9 +69,9 @@ def check_wheel(path, sdist_sources):
     missing = sorted(sdist_sources - set(names))
     if missing:
         fail(f"{path} lacks files of the sdist's fastrank/ tree (packages configuration?): {missing}")
-    extensions = [n for n in names if re.match(r"fastrank/_(sgd|ranking)\..*\.(so|pyd)$", n)]
-    if len(extensions) != 2:
-        fail(f"{path}: expected the _sgd and _ranking extensions, found {extensions}")
+    extensions = [n for n in names if re.match(r"fastrank/_(sgd|ranking|sparse)\..*\.(so|pyd)$", n)]
+    if len(extensions) != 3:
+        fail(f"{path}: expected the _sgd, _ranking and _sparse extensions, found {extensions}")
     generated = [n for n in names if n.startswith("fastrank/") and n.endswith((".c", ".cpp", ".html"))]
     if generated:
         fail(f"{path} contains generated sources: {generated}")

@@ -52,9 +52,9 @@ def packaged_files(package_dir):
     generated_c = [n for n in names if n.endswith((".c", ".cpp", ".html"))]
     check(not generated_c, f"generated sources were packaged: {generated_c}")
     suffix = sysconfig.get_config_var("EXT_SUFFIX")
-    for module in ("_sgd", "_ranking"):
+    for module in ("_sgd", "_ranking", "_sparse"):
         check(f"{module}{suffix}" in names, f"compiled extension {module}{suffix} missing from {names}")
-    for source in ("_sgd.pyx", "_ranking.pyx", "_common.pxd", "_simd.h"):
+    for source in ("_sgd.pyx", "_ranking.pyx", "_sparse.pyx", "_common.pxd", "_simd.h"):
         check(source in names, f"{source} missing from the installed package")
     return names
 
@@ -63,7 +63,7 @@ def exercise_model(fastrank, threads):
     import numpy as np
     import scipy.sparse as sp
 
-    from fastrank import FastRank
+    from fastrank import FastRank, evaluation
 
     rng = np.random.default_rng(0)
     n_users, n_items = 60, 40
@@ -86,6 +86,9 @@ def exercise_model(fastrank, threads):
             check(ranks.shape == (n_users, n_items), f"{loss}: predict_rank shape {ranks.shape}")
             top_ids, top_scores = model.recommend([0, 1], k=5, user_features=user_features, num_threads=threads)
             check(top_ids.shape == (2, 5), f"{loss}: recommend shape {top_ids.shape}")
+            metrics = evaluation.ranking_metrics(model, interactions, user_features=user_features, k=5,
+                                                 num_threads=threads)
+            check(all(0 <= float(values.mean()) <= 1 for values in metrics.values()), f"{loss}: metrics {metrics}")
             path = os.path.join(tmp, f"{loss}.npz")
             model.save(path)
             loaded = FastRank.load(path)
