@@ -294,6 +294,12 @@ def _with_poison(value, sparse=False):
 
 
 # (bad value, exception type(s), regex that must match the message)
+def one_d_coo_array():
+    """A 1-D sparse array, or None where this scipy makes it 2-D (the case is then skipped)."""
+    array = sp.coo_array(np.ones(5))
+    return array if array.ndim == 1 else None
+
+
 def three_d_coo_array():
     """A 3-D sparse array, or None where this scipy cannot build one (the case is then skipped)."""
     try:
@@ -310,14 +316,15 @@ MALFORMED = {
     "set": ({1, 2}, TypeError, "set"),
     "list of strings": (["a", "b", "c"], (ValueError, TypeError), "2-D|real numbers"),
     "2-D list of strings": ([["a", "b"], ["c", "d"]], TypeError, "real numbers"),
-    "ragged list": ([[1, 2], [3]], TypeError, "2-D array"),
+    # (numpy < 1.24 makes a 1-D object array of it: ValueError, "must be 2-D")
+    "ragged list": ([[1, 2], [3]], (TypeError, ValueError), "2-D"),
     "object array": (np.ones((3, 3), dtype=object), TypeError, "real numbers"),
     "complex array": (np.ones((3, 3), dtype=complex), TypeError, "real numbers"),
     "complex sparse": (sp.csr_matrix(np.ones((3, 3), dtype=complex)), TypeError, "real numbers"),
     "datetime array": (np.zeros((3, 3), dtype="datetime64[s]"), TypeError, "real numbers"),
     "scalar": (3.0, ValueError, "2-D"),
     "1-D array": (np.ones(5), ValueError, "2-D"),
-    "1-D coo_array": (sp.coo_array(np.ones(5)), ValueError, "2-D"),
+    "1-D coo_array": (one_d_coo_array(), ValueError, "2-D"),
     "3-D array": (np.ones((2, 3, 4)), ValueError, "2-D"),
     "3-D coo_array": (three_d_coo_array(), ValueError, "2-D"),
     "shape (0, n) dense": (np.zeros((0, 5)), ValueError, "empty"),
@@ -405,7 +412,7 @@ _MALFORMED_SPARSE_SCRIPT = textwrap.dedent(
 
     def coo(array, row=0, col=0):  # indices modified after construction
         matrix = (sp.coo_array if array else sp.coo_matrix)(np.ones((2, 5), np.float32))
-        rows, cols = matrix.coords if array else (matrix.row, matrix.col)
+        rows, cols = (matrix.row, matrix.col)  # (views of coords in scipy >= 1.13, which has them)
         rows[0], cols[1] = row, col
         return matrix
 
@@ -957,7 +964,7 @@ def _corrupt_sparse(draw, n_rows, n_cols):
         constructor = sp.csr_matrix if fmt == "csr" else sp.csc_matrix
         return constructor((np.ones(indices.size, np.float32), indices, indptr), shape=(n_rows, n_cols))
     matrix = (sp.coo_array if fmt == "coo_array" else sp.coo_matrix)(np.ones((n_rows, n_cols), np.float32))
-    rows, cols = matrix.coords if fmt == "coo_array" else (matrix.row, matrix.col)
+    rows, cols = matrix.row, matrix.col
     target = rows if draw(st.booleans()) else cols
     limit = n_rows if target is rows else n_cols
     target[draw(st.integers(0, target.size - 1))] = bad if bad < 0 or bad >= limit else limit
@@ -1009,7 +1016,10 @@ def matrices(draw, rows, cols, plausible=None):
     if kind == "corrupt":  # raw index arrays pointing outside the shape (scipy does not check them)
         return _corrupt_sparse(draw, n_rows, n_cols)
     if kind == "3d" and draw(st.booleans()) and array.dtype.kind in "biuf":
-        return sp.coo_array(array.astype(np.float64))
+        try:
+            return sp.coo_array(array.astype(np.float64))
+        except (TypeError, ValueError):  # scipy before n-D sparse arrays
+            return array
     return array
 
 
@@ -1106,7 +1116,7 @@ def _indices_in_bounds(matrix):
         except ValueError:
             return False
     elif matrix.format == "coo":
-        rows, cols = matrix.coords
+        rows, cols = matrix.row, matrix.col
         return not rows.size or bool(
             rows.min() >= 0 and rows.max() < matrix.shape[0] and cols.min() >= 0 and cols.max() < matrix.shape[1]
         )
