@@ -198,9 +198,10 @@ def temporal_split(interactions, timestamps, test_percentage=0.2):
     """Split at a point in time: test holds every entry at or after the cutoff.
 
     The cutoff is the timestamp at position ``floor(nnz * (1 - test_percentage))`` of the sorted
-    timestamps; train holds the entries strictly before it, test the rest (so ties at the
-    cutoff all go to test and the test share can exceed ``test_percentage``). With
-    ``test_percentage=0`` everything is in train.
+    timestamps, the product taken as the decimal fraction means (0.9 of 10 leaves 1, though
+    float64 makes it 0.9999999999999998); train holds the entries strictly before it, test the
+    rest (so ties at the cutoff all go to test and the test share can exceed
+    ``test_percentage``). With ``test_percentage=0`` everything is in train.
 
     Parameters
     ----------
@@ -224,13 +225,20 @@ def temporal_split(interactions, timestamps, test_percentage=0.2):
     test_percentage = _check_fraction(test_percentage, "test_percentage")
     csr = _canonical(interactions, "interactions")
     times = _matching_values(timestamps, csr, "timestamps")
-    position = math.floor(csr.nnz * (1.0 - test_percentage))
+    position = _train_count(csr.nnz, test_percentage)
     if position >= csr.nnz:
         in_test = np.zeros(csr.nnz, dtype=bool)
     else:
         cutoff = np.partition(times, position)[position]
         in_test = times >= cutoff
     return _split(csr, in_test)
+
+
+def _train_count(n, test_percentage):
+    """How many of ``n`` stay in train: floor(n * (1 - test_percentage)), forgiving the float's
+    rounding (in float64, (1 - 0.9) * 10 is 0.9999999999999998, which put all 10 in test)."""
+    exact = n * (1.0 - test_percentage)
+    return min(n, math.floor(exact + 1e-9 * max(1.0, exact)))
 
 
 def _cold_start(csr, test_percentage, random_state, axis):
@@ -240,7 +248,7 @@ def _cold_start(csr, test_percentage, random_state, axis):
     rng = _random_state(random_state)
     shuffled = present.copy()
     rng.shuffle(shuffled)
-    n_train = int((1.0 - test_percentage) * present.size)
+    n_train = _train_count(present.size, test_percentage)
     test_ids = np.zeros(csr.shape[axis], dtype=bool)
     test_ids[shuffled[n_train:]] = True
     return _split(csr, test_ids[ids])
@@ -249,7 +257,8 @@ def _cold_start(csr, test_percentage, random_state, axis):
 def item_cold_start_split(interactions, test_percentage=0.2, random_state=None):
     """Move every entry of a random fraction of the items to test (item cold start).
 
-    Of the ``m`` items with at least one entry, ``m - int((1 - test_percentage) * m)`` are drawn
+    Of the ``m`` items with at least one entry, ``m - floor((1 - test_percentage) * m)`` (as for
+    :func:`temporal_split`) are drawn
     at random; all their entries go to test and none stays in train, so the model meets them only
     through their features. The test items are ``numpy.unique(test.col)``.
 

@@ -315,3 +315,23 @@ def test_user_cold_start_moves_whole_users():
 def test_cold_start_rejects_bad_fractions(split):
     with pytest.raises(ValueError, match="test_percentage"):
         split(random_matrix(), test_percentage=2)
+
+
+@pytest.mark.parametrize("split", ["temporal", "item_cold_start", "user_cold_start"])
+def test_fractions_count_as_the_decimals_they_are_written(split):
+    """In float64 (1 - 0.9) * 10 is 0.9999999999999998: 0.9 of 10 items went all 10 to test,
+    leaving train empty. The counts are floor(n * (1 - fraction)) of the decimal fraction."""
+    from fractions import Fraction
+
+    for n in (3, 7, 10, 30, 90):
+        matrix = sp.csr_matrix(np.eye(n, dtype=np.float32))
+        for text in ("0.1", "0.2", "0.3", "0.7", "0.9"):
+            fraction = float(text)
+            if split == "temporal":
+                times = matrix.copy()
+                times.data = np.arange(n, dtype=np.float64)
+                train, _ = temporal_split(matrix, times, test_percentage=fraction)
+            else:
+                splitter = item_cold_start_split if split == "item_cold_start" else user_cold_start_split
+                train, _ = splitter(matrix, test_percentage=fraction, random_state=0)
+            assert train.nnz == math.floor(n * (1 - Fraction(text))), (n, text)

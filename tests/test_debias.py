@@ -238,6 +238,19 @@ def test_inverse_propensity_weights_bad_arguments(arguments):
         inverse_propensity_weights(triangle(5, 5, 5), **arguments)
 
 
+@pytest.mark.parametrize("kind", ["zerosum", "pos2neg2"])
+@pytest.mark.parametrize("params", [dict(learning_schedule="adadelta"), dict(item_alpha=0.01),
+                                    dict(learning_schedule="sgd", item_alpha=0.01), {}])
+def test_weight_zero_trains_exactly_as_no_regulariser(kind, params):
+    """pos2neg2 at weight 0 still stepped its second positive and negative: adadelta's state and
+    the L2 penalty moved them (0.69 from the plain model under adadelta, 0.18 with item_alpha)."""
+    interactions = triangle(40, 40, 40)
+    models = [FastRank(loss="bpr", no_components=8, random_state=3, **params, **extra).fit(interactions, epochs=3)
+              for extra in ({}, dict(debias=kind, debias_weight=0.0))]
+    for name in ("user_embeddings", "item_embeddings", "item_biases"):
+        np.testing.assert_array_equal(getattr(models[0], name), getattr(models[1], name), err_msg=name)
+
+
 # ---------------------------------------------------------------- the paper's synthetic experiment
 
 def triangle_results(**params):
