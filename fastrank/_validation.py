@@ -137,17 +137,21 @@ def to_csr(matrix, name, dtype=np.float32, allow_empty=False, num_threads=1, arr
         # scipy sums duplicates in the matrix's own type, where narrow integers wrap around
         # (int8: 100 + 100 = -56, which made a positive a negative): sum them in 64 bits
         summing_dtype = _summing_dtype(input_dtype)
+        source_format = matrix.format
         if summing_dtype is not None:
             # widened entry by entry, before any conversion: conversions sum as they go, and so
             # does astype in scipy < 1.11
-            coo = matrix.tocoo()
-            matrix = sp.coo_matrix((coo.data.astype(summing_dtype), (coo.row, coo.col)), shape=coo.shape)
+            try:
+                coo = matrix.tocoo()
+                matrix = sp.coo_matrix((coo.data.astype(summing_dtype), (coo.row, coo.col)), shape=coo.shape)
+            except (ValueError, IndexError) as error:  # (indices edited out of the shape, e.g. in a lil)
+                raise ValueError(f"{name} is a malformed {source_format} matrix: {error}") from None
         with np.errstate(over="ignore"):  # values too large for dtype become inf, rejected below
             csr = sp.csr_matrix(matrix, dtype=summing_dtype or dtype, copy=True)
-        if matrix.format not in _STRUCTURE_CHECKED_FORMATS:
+        if source_format not in _STRUCTURE_CHECKED_FORMATS:
             # lil, dok and dia keep their indices in Python objects that can be edited by
             # hand, and their conversions copy bad indices through: check what they became
-            _check_sparse_structure(csr, name, matrix.format)
+            _check_sparse_structure(csr, name, source_format)
     else:
         summing_dtype = None  # a dense array has no duplicates
         if np.issubdtype(input_dtype, np.floating) and not np.all(np.isfinite(dense)):

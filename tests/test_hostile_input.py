@@ -39,18 +39,19 @@ def trained():
 # --------------------------------------------------------------------------- edited index arrays
 
 
-def lil_with_column(column):
-    matrix = sp.lil_matrix(interactions())
+def lil_with_column(column, dtype=np.float32):
+    matrix = sp.lil_matrix(interactions().astype(dtype))
     matrix.rows[0] = [column]
-    matrix.data[0] = [1.0]
+    matrix.data[0] = [1]
     return matrix
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.int8])  # (narrow integers take their own path)
 @pytest.mark.parametrize("column", [99, 10**8, -3])
-def test_hand_edited_lil_indices_are_rejected(column, trained):
+def test_hand_edited_lil_indices_are_rejected(column, dtype, trained):
     """lil keeps its indices in Python lists; scipy's conversion to CSR copies bad ones through,
     which reached the kernels (a segfault for 10**8, silent out-of-bounds access else)."""
-    bad = lil_with_column(column)
+    bad = lil_with_column(column, dtype)
     calls = [
         lambda: FastRank(no_components=4).fit(bad, epochs=1),
         lambda: trained.recommend(0, filter_interactions=bad),
