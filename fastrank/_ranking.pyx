@@ -64,7 +64,8 @@ cdef void check_rows_reachable(const int[::1] ids, object features, const float[
             raise ValueError(f"the {side} feature rows are malformed")
         for position in range(entries.shape[0]):
             if entries[position, 0] < 0 or entries[position, 0] >= n_rows:
-                raise ValueError(f"{side} feature id {entries[position, 0]} is beyond the model's {n_rows} {side} feature rows")
+                raise ValueError(f"{side} feature id {entries[position, 0]} is beyond the model's {n_rows} "
+                                 f"{side} feature rows")
     for position in range(ids.shape[0]):
         if ids[position] < 0 or ids[position] >= n_feature_rows:
             raise ValueError(f"{side} id {ids[position]} is beyond the {n_feature_rows} {side} rows")
