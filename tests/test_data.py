@@ -338,6 +338,22 @@ def test_from_frame_matches_the_tuple_api():
     assert weights.toarray().tolist() == [[5.0, 2.0], [0.0, 4.0], [1.0, 0.0]]
 
 
+def test_frame_ids_match_as_dict_keys_do():
+    """The frame's ids are looked up with the mapping's own equality: 1 and 1.0 are one id, the
+    string "1" another; categorical and object columns work like plain ones."""
+    pd = pytest.importorskip("pandas")
+    dataset = Dataset()
+    dataset.fit([1, "1", 2.5], ["x", "y"])
+    for users in ([1, "1", 2.5, 1], [1.0, "1", 2.5, True]):
+        frame = pd.DataFrame({"user": pd.Series(users, dtype=object), "item": ["x", "y", "y", "x"], "w": 1.0})
+        for column in (frame["user"], frame["user"].astype("category")):
+            _, weights = dataset.build_interactions_from_frame(frame.assign(user=column), "user", "item",
+                                                               weight_col="w")
+            np.testing.assert_array_equal(weights.toarray(), [[2, 0], [0, 1], [0, 1]])  # rows 0 and 0 summed
+    with pytest.raises(ValueError, match="user id 2 in column 'user' is not in the dataset"):
+        dataset.build_interactions_from_frame(pd.DataFrame({"user": [2], "item": ["x"]}), "user", "item")
+
+
 def test_frame_bad_input():
     pd = pytest.importorskip("pandas")
     frame = pd.DataFrame({"user": ["a", "b"], "item": ["x", "y"], "w": [1.0, float("nan")], "s": ["1", "2"],
