@@ -132,8 +132,6 @@ def to_csr(matrix, name, dtype=np.float32, allow_empty=False, num_threads=1, arr
         if arrays is not None:
             return arrays if arrays_only else arrays.to_scipy()
         _check_sparse_structure(matrix, name)
-        if matrix.format == "lil":
-            _check_lil_lengths(matrix, name)
         # scipy sums duplicates in the matrix's own type, where narrow integers wrap around
         # (int8: 100 + 100 = -56, which made a positive a negative): sum them in 64 bits
         summing_dtype = _summing_dtype(input_dtype)
@@ -229,7 +227,8 @@ _STRUCTURE_CHECKED_FORMATS = ("csr", "csc", "bsr", "coo")
 
 
 def _check_sparse_structure(matrix, name, source_format=None):
-    """Reject sparse matrices whose index arrays point outside their shape.
+    """Reject sparse matrices whose index arrays point outside their shape (lil: whose rows'
+    lists of columns and values differ in length).
 
     scipy does not re-check index arrays that were modified or passed in unchecked, and its
     conversions (and our kernels) would then read or write out of bounds. ``source_format``
@@ -245,30 +244,27 @@ def _check_sparse_structure(matrix, name, source_format=None):
                 raise ValueError("row, column and data arrays differ in length")
             if rows.size and (rows.min() < 0 or rows.max() >= n_rows or cols.min() < 0 or cols.max() >= n_cols):
                 raise ValueError("an index lies outside the matrix shape")
+        elif matrix.format == "lil":
+            _check_lil_lengths(matrix)
     except (ValueError, IndexError, TypeError) as error:
         raise ValueError(f"{name} is a malformed {source_format or matrix.format} matrix: {error}") from None
 
 
-def _check_lil_lengths(matrix, name):
-    """Reject a lil matrix whose per-row lists of columns and of values differ in length.
-
-    scipy's lil conversions size their output by the column lists and copy the value lists into
-    it: a longer value list (an edit by hand) wrote past the buffer and crashed the process, a
+def _check_lil_lengths(matrix):
+    """:func:`_check_sparse_structure` for lil: each row's lists of columns and of values have one
+    length. scipy's lil conversions size their output by the column lists and copy the value lists
+    into it: a longer value list (an edit by hand) wrote past the buffer and crashed the process, a
     shorter one left garbage values."""
     n_rows = matrix.shape[0]
-    try:
-        rows, values = matrix.rows, matrix.data
-        if rows.shape != (n_rows,) or values.shape != (n_rows,):
-            raise ValueError(f"rows and data must have one list per row ({n_rows})")
-        row_lengths = np.fromiter(map(len, rows), dtype=np.int64, count=n_rows)
-        value_lengths = np.fromiter(map(len, values), dtype=np.int64, count=n_rows)
-    except (AttributeError, TypeError, ValueError) as error:
-        raise ValueError(f"{name} is a malformed lil matrix: {error}") from None
+    rows, values = matrix.rows, matrix.data
+    if rows.shape != (n_rows,) or values.shape != (n_rows,):
+        raise ValueError(f"rows and data must have one list per row ({n_rows})")
+    row_lengths = np.fromiter(map(len, rows), dtype=np.int64, count=n_rows)
+    value_lengths = np.fromiter(map(len, values), dtype=np.int64, count=n_rows)
     mismatched = np.flatnonzero(row_lengths != value_lengths)
     if mismatched.size:
         row = int(mismatched[0])
-        raise ValueError(f"{name} is a malformed lil matrix: row {row} has {row_lengths[row]} column indices "
-                         f"but {value_lengths[row]} values")
+        raise ValueError(f"row {row} has {row_lengths[row]} column indices but {value_lengths[row]} values")
 
 
 def check_interactions(interactions, name="interactions", num_threads=1, arrays_only=False):
